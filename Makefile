@@ -1,0 +1,32 @@
+# Satchel: `make run` starts the service, `make test` runs the whole suite.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PHOTOS  ?= photos
+DATA    ?= data
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,uvloop]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/satchel admin demo --photos $(PHOTOS)
+	$(VENV)/bin/satchel serve --photos $(PHOTOS) --data $(DATA)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy --strict src
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/archive_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -1,0 +1,340 @@
+"""Folder -> archive: safe scanning, the manifest, CRC cache, and streaming.
+
+The pure engine (``satchel.zipstream``) says which bytes go where; this module
+reads files (always through :func:`blocking`), keeps CRC-32 values in the
+cache, and pushes any byte range of an archive into a :class:`Sink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import stat
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, ParamSpec, Protocol, TypeVar
+
+from satchel.errors import ArchiveChanged, ArchiveNotFound
+from satchel.zipstream import Layout, Limits, Member, Part, arrange
+
+log = logging.getLogger("satchel.archive")
+
+FOLDER_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def blocking(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """The one way async code runs a blocking call (stat, open, read)."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """What makes a CRC valid: the file's name in its folder and its identity."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    inode: int  # signed 64-bit, as the database stores it
+
+
+@dataclass(frozen=True, slots=True)
+class CrcEntry:
+    version: FileVersion
+    crc: int
+
+
+class CrcStore(Protocol):
+    """Where CRC-32 values of folder members are remembered."""
+
+    async def load(self, folder: str) -> dict[FileVersion, int]:
+        """Every remembered CRC of ``folder``, keyed by file version."""
+        ...
+
+    async def save(self, folder: str, entries: Sequence[CrcEntry]) -> None:
+        """Remember these CRCs, replacing older versions of the same names."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    version: FileVersion
+    path: str  # absolute path to open
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    folder: str
+    files: tuple[SourceFile, ...]  # in archive order
+    layout: Layout
+    etag: str
+    last_modified: int
+
+
+def _signed(ino: int) -> int:
+    return ino - (1 << 64) if ino >= 1 << 63 else ino
+
+
+def _inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, path]) == root
+
+
+def scan_folder(root: Path, folder: str) -> tuple[list[SourceFile], int]:
+    """Regular files under ``root/folder``, recursively, and the folder's mtime.
+
+    Blocking. Raises ArchiveNotFound for a bad name or a missing folder. Symlinks
+    are followed only while they stay inside ``root``; anything that is not a
+    regular file or a folder is skipped (and logged).
+    """
+    if not FOLDER_RE.fullmatch(folder):
+        raise ArchiveNotFound(folder=folder)
+    real_root = os.path.realpath(root)
+    base = os.path.realpath(os.path.join(real_root, folder))
+    if base == real_root or not _inside(real_root, base) or not os.path.isdir(base):
+        raise ArchiveNotFound(folder=folder)
+    base_stat = os.stat(base)
+    files: list[SourceFile] = []
+    seen_dirs = {(base_stat.st_dev, base_stat.st_ino)}
+    pending = [(base, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            log.warning("Skipping unreadable folder %s: %s", directory, exc)
+            continue
+        for entry in entries:
+            name = prefix + entry.name
+            found = _inspect(real_root, entry, name)
+            if found is None:
+                continue
+            path, st = found
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) not in seen_dirs:
+                    seen_dirs.add((st.st_dev, st.st_ino))
+                    pending.append((path, name + "/"))
+            else:
+                version = FileVersion(name, st.st_size, st.st_mtime_ns, _signed(st.st_ino))
+                files.append(SourceFile(version, path))
+    return files, base_stat.st_mtime_ns // 1_000_000_000
+
+
+def _inspect(
+    real_root: str, entry: os.DirEntry[str], name: str
+) -> tuple[str, os.stat_result] | None:
+    """(path to open, its stat) for a folder or regular file we may serve, else None."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning("Skipping %r: its name is not valid UTF-8", entry.path)
+        return None
+    path = entry.path
+    try:
+        if entry.is_symlink():
+            path = os.path.realpath(entry.path)
+            if not _inside(real_root, path):
+                log.warning("Skipping symlink %s: it points outside the photos root", entry.path)
+                return None
+        st = os.stat(path)
+    except OSError as exc:
+        log.warning("Skipping %s: %s", entry.path, exc)
+        return None
+    if stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and os.access(path, os.R_OK)):
+        return path, st
+    log.warning("Skipping %s: not a readable regular file", entry.path)
+    return None
+
+
+def build_manifest(
+    folder: str, files: Sequence[SourceFile], folder_mtime: int, limits: Limits = Limits()
+) -> Manifest:
+    by_name = {f.version.name: f for f in files}
+    members = arrange(
+        [Member(f.version.name, f.version.size, f.version.mtime_ns // 10**9) for f in files],
+        limits,
+    )
+    ordered = tuple(by_name[m.name] for m in members)
+    digest = hashlib.sha256(f"{limits.zip64_at}:{limits.max_entries}\n".encode())
+    for f in ordered:
+        v = f.version
+        digest.update(f"{v.name}\0{v.size}\0{v.mtime_ns}\0{v.inode}\n".encode())
+    last_modified = max((m.mtime for m in members), default=folder_mtime)
+    return Manifest(
+        folder, ordered, Layout(members, limits), f'"{digest.hexdigest()[:40]}"', last_modified
+    )
+
+
+# -- streaming ---------------------------------------------------------------------------
+
+
+class Sink(Protocol):
+    """Where archive bytes go: an HTTP response in production, a buffer in tests."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> int:
+        """Send ``count`` bytes of ``file`` from ``offset``; return how many went out."""
+        ...
+
+
+class _OpenFile:
+    def __init__(self, index: int, source: SourceFile) -> None:
+        self.index = index
+        self.source = source
+        self.file: BinaryIO | None = None
+
+    def open(self) -> None:
+        """Blocking: open and check the file is still the version in the manifest."""
+        try:
+            self.file = open(self.source.path, "rb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise ArchiveChanged(f"{self.source.version.name}: {exc}") from exc
+        self.verify()
+
+    def verify(self) -> None:
+        assert self.file is not None
+        st = os.fstat(self.file.fileno())
+        v = self.source.version
+        if (st.st_size, st.st_mtime_ns, _signed(st.st_ino)) != (v.size, v.mtime_ns, v.inode):
+            raise ArchiveChanged(f"{v.name} changed while the archive was being sent")
+
+    def crc(self, chunk_size: int) -> int:
+        """Blocking: CRC-32 of the whole file, then check it did not change meanwhile."""
+        assert self.file is not None
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
+        crc, offset, size = 0, 0, self.source.version.size
+        while offset < size:
+            n = os.preadv(self.file.fileno(), [view[: min(chunk_size, size - offset)]], offset)
+            if n == 0:
+                raise ArchiveChanged(f"{self.source.version.name} shrank while being read")
+            crc = zlib.crc32(view[:n], crc)
+            offset += n
+        self.verify()
+        return crc
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+@dataclass
+class ArchiveSender:
+    """Streams byte ranges of one archive into a sink, computing missing CRCs."""
+
+    manifest: Manifest
+    known: dict[FileVersion, int]
+    sink: Sink
+    chunk_size: int = 1024 * 1024
+    delay: float = 0.0
+    use_sendfile: bool = True
+    computed: list[CrcEntry] = field(default_factory=list)
+    _crcs: dict[int, int] = field(default_factory=dict)
+    _open: _OpenFile | None = None
+
+    async def send(self, start: int, stop: int) -> None:
+        layout = self.manifest.layout
+        for piece in layout.pieces(start, stop):
+            if piece.part is Part.LOCAL:
+                header = layout.local_header(piece.index, await self._crc(piece.index))
+                await self._write(header[piece.start : piece.stop])
+            elif piece.part is Part.DATA:
+                await self._send_body(piece.index, piece.start, piece.length)
+            elif piece.part is Part.CENTRAL:
+                await self._send_central(piece.start, piece.stop)
+            else:
+                await self._write(layout.end_records()[piece.start : piece.stop])
+
+    async def close(self) -> None:
+        if self._open is not None:
+            await blocking(self._open.close)
+            self._open = None
+
+    async def _file(self, index: int) -> _OpenFile:
+        if self._open is not None and self._open.index == index:
+            return self._open
+        await self.close()
+        opened = _OpenFile(index, self.manifest.files[index])
+        await blocking(opened.open)
+        self._open = opened
+        return opened
+
+    async def _crc(self, index: int) -> int:
+        if index in self._crcs:
+            return self._crcs[index]
+        version = self.manifest.files[index].version
+        crc = self.known.get(version)
+        if crc is None:
+            opened = await self._file(index)
+            crc = await blocking(opened.crc, self.chunk_size)
+            self.computed.append(CrcEntry(version, crc))
+        self._crcs[index] = crc
+        return crc
+
+    async def _send_central(self, start: int, stop: int) -> None:
+        layout = self.manifest.layout
+        batch = bytearray()
+        for index in layout.central_entries(start, stop):
+            at = layout.entries[index].central_at
+            record = layout.central_record(index, await self._crc(index))
+            batch += record[max(start - at, 0) : max(stop - at, 0)]
+            if len(batch) >= 64 * 1024:
+                await self._write(bytes(batch))
+                batch.clear()
+        if batch:
+            await self._write(bytes(batch))
+
+    async def _send_body(self, index: int, offset: int, count: int) -> None:
+        opened = await self._file(index)
+        assert opened.file is not None
+        if self.use_sendfile and self.delay == 0:
+            try:
+                sent = await self.sink.sendfile(opened.file, offset, count)
+            except NotImplementedError:  # e.g. uvloop or TLS: fall back to reads, once
+                self.use_sendfile = False
+                await self._send_body(index, offset, count)
+                return
+            self._log_chunk(sent)
+            if sent != count:
+                raise ArchiveChanged(f"{opened.source.version.name} shrank while being sent")
+        else:
+            fd = opened.file.fileno()
+            end = offset + count
+            while offset < end:
+                data = await blocking(os.pread, fd, min(self.chunk_size, end - offset), offset)
+                if not data:
+                    raise ArchiveChanged(f"{opened.source.version.name} shrank while being sent")
+                await self._write(data)
+                offset += len(data)
+        await blocking(opened.verify)
+
+    async def _write(self, data: bytes) -> None:
+        await self.sink.write(data)
+        self._log_chunk(len(data))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+
+    def _log_chunk(self, size: int) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Sending archive %s chunk %d bytes", self.manifest.folder, size)
+
+
+@dataclass(frozen=True)
+class Archives:
+    """The archive service: where folders live and where their CRCs are kept."""
+
+    root: Path
+    store: CrcStore
+    limits: Limits = Limits()
+
+    async def manifest(self, folder: str) -> Manifest:
+        """Scan the folder (stat only, no reads) and plan its archive."""
+        files, folder_mtime = await blocking(scan_folder, self.root, folder)
+        return build_manifest(folder, files, folder_mtime, self.limits)

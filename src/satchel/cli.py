@@ -1,0 +1,177 @@
+"""`satchel serve | admin demo` — the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from satchel import __version__
+from satchel.config import Settings, check_paths, load_settings
+from satchel.errors import ConfigError
+
+log = logging.getLogger("satchel")
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b "%{Referer}i" "%{User-Agent}i" %Tfs'
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="satchel", description="Asynchronous file delivery.")
+    parser.add_argument("--version", action="version", version=f"satchel {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8080)")
+    serve.add_argument("--photos", "--dir", dest="photos", help="photos root (default ./photos)")
+    serve.add_argument("--data", help="data folder: SQLite file, later uploads (default ./data)")
+    serve.add_argument("--db", help="database URL (default SQLite under --data)")
+    serve.add_argument("--delay", type=float, help="pause in seconds after each chunk (debug)")
+    serve.add_argument("--chunk-size", type=int, help="bytes per read (default 1 MiB)")
+    serve.add_argument(
+        "-v",
+        "--verbose",
+        "--logs",
+        dest="verbose",
+        nargs="?",
+        const=1,
+        type=int,
+        help="debug logs, one line per chunk (seed 000's `--logs 1` works too)",
+    )
+    serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument(
+        "--no-sendfile", dest="sendfile", action="store_const", const=False, help="never sendfile"
+    )
+    serve.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"])
+
+    admin = commands.add_parser("admin", help="administration")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    demo = admin_commands.add_parser("demo", help="create demo folders if the photos root is empty")
+    demo.add_argument("--photos", "--dir", dest="photos")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "admin_command")}
+    if flags.get("verbose") is not None:
+        flags["verbose"] = bool(flags["verbose"])
+    try:
+        settings = load_settings(**flags)
+        if args.command == "admin":
+            return _demo(settings)
+        check_paths(settings)
+        loop_factory = _loop_factory(settings)
+    except ConfigError as exc:
+        print(f"satchel: {exc.message}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    from satchel.metadata.db import create_engine, migrate
+
+    async def _migrate() -> None:
+        engine = create_engine(settings.db_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(_migrate())
+    except Exception as exc:
+        print(
+            f"satchel: cannot prepare the database {settings.db_url_masked}: {exc}", file=sys.stderr
+        )
+        return 2
+    if settings.workers == 1:
+        _serve(settings, loop_factory)
+        return 0
+    return _serve_many(settings)
+
+
+def _demo(settings: Settings) -> int:
+    from satchel.demo import ensure_demo
+
+    if ensure_demo(settings.photos):
+        print(f"satchel: created demo folders in {settings.photos} (try /archive/7kna/)")
+    return 0
+
+
+def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]:
+    if settings.event_loop == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError as exc:
+        if settings.event_loop == "uvloop":
+            raise ConfigError("--event-loop uvloop: uvloop is not installed") from exc
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if settings.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    for noisy in ("sqlalchemy", "alembic", "asyncio", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    from satchel.app import create_app
+
+    loop = loop_factory()
+    asyncio.set_event_loop(loop)
+    log.info(
+        "Satchel %s: photos %s, database %s, loop %s, sendfile %s",
+        __version__,
+        settings.photos.resolve(),
+        settings.db_url_masked,
+        type(loop).__module__.split(".")[0],
+        "on" if settings.sendfile else "off",
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=settings.workers > 1,
+        access_log_format=ACCESS_LOG_FORMAT,
+        print=(lambda *_: None) if settings.workers > 1 else print,
+        loop=loop,
+    )
+
+
+def _worker(settings: Settings) -> None:
+    _setup_logging(settings)
+    _serve(settings, _loop_factory(settings))
+
+
+def _serve_many(settings: Settings) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    workers: list[Any] = [
+        ctx.Process(target=_worker, args=(settings,), name=f"satchel-{n}")
+        for n in range(settings.workers)
+    ]
+    for w in workers:
+        w.start()
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"======== Running on {url} ({settings.workers} workers) ========")
+    try:
+        for w in workers:
+            w.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+        for w in workers:
+            w.join(10)
+    return 0

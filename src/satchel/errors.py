@@ -1,0 +1,70 @@
+"""The one error catalogue.
+
+Every error a client can see is a :class:`SatchelError` subclass with a stable
+``code``, an HTTP ``status`` and a human message. Lower layers raise these
+(translating OS and driver errors with ``raise ... from exc``); the HTTP layer
+renders them as JSON or HTML in one middleware.
+
+    SatchelError
+    ├── NotFound            404
+    │   └── ArchiveNotFound 404 (HTML page for browsers, bilingual)
+    ├── MethodNotAllowed    405
+    ├── PreconditionFailed  412
+    ├── RangeNotSatisfiable 416
+    └── ConfigError         (not HTTP: the CLI prints it and exits 2)
+"""
+
+from __future__ import annotations
+
+
+class SatchelError(Exception):
+    code = "internal_error"
+    status = 500
+    message = "Internal error."
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        self.message = message or type(self).message
+        self.details = details
+        super().__init__(self.message)
+
+
+class NotFound(SatchelError):
+    code = "not_found"
+    status = 404
+    message = "Nothing is here."
+
+
+class ArchiveNotFound(NotFound):
+    code = "archive_not_found"
+    message = "The archive does not exist or has been deleted."
+    message_ru = "Архив не существует или был удален"
+
+
+class MethodNotAllowed(SatchelError):
+    code = "method_not_allowed"
+    status = 405
+    message = "This method is not allowed here."
+
+
+class PreconditionFailed(SatchelError):
+    code = "precondition_failed"
+    status = 412
+    message = "A precondition (If-Match / If-Unmodified-Since) did not hold."
+
+
+class RangeNotSatisfiable(SatchelError):
+    code = "range_not_satisfiable"
+    status = 416
+    message = "None of the requested byte ranges lies inside the representation."
+
+
+class ConfigError(SatchelError):
+    code = "config_error"
+    message = "Invalid configuration."
+
+
+class ArchiveChanged(Exception):
+    """A file of an archive changed or vanished after the headers went out.
+
+    Not an HTTP error: by then the only honest answer is to cut the connection.
+    """

@@ -1,0 +1,1 @@
+"""aiohttp routes and handlers only: parse, call a core, stream."""

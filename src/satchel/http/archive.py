@@ -1,0 +1,130 @@
+"""GET and HEAD /archive/<folder>/: a resumable ZIP of a photo folder, built on the fly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import BinaryIO
+
+from aiohttp import web
+
+from satchel.archive import ArchiveSender
+from satchel.errors import ArchiveChanged, PreconditionFailed, RangeNotSatisfiable
+from satchel.http.headers import content_disposition
+from satchel.http.keys import ARCHIVES, SETTINGS
+from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
+
+log = logging.getLogger("satchel.archive")
+
+ZIP = "application/zip"
+
+
+class ResponseSink:
+    """Writes archive bytes to a prepared response; bodies by sendfile when possible."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
+        self._request = request
+        self._response = response
+        self.sent = 0
+
+    async def write(self, data: bytes) -> None:
+        await self._response.write(data)
+        self.sent += len(data)
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> int:
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("Connection lost")
+        loop = asyncio.get_running_loop()
+        try:
+            sent = await loop.sendfile(transport, file, offset, count, fallback=False)
+        except asyncio.SendfileNotAvailableError as exc:
+            raise NotImplementedError(str(exc)) from exc
+        self.sent += sent
+        return sent
+
+
+async def archive(request: web.Request) -> web.StreamResponse:
+    folder = request.match_info["folder"]
+    archives = request.app[ARCHIVES]
+    settings = request.app[SETTINGS]
+    manifest = await archives.manifest(folder)
+    size = manifest.layout.size
+    decision = evaluate(
+        request.method, request.headers, Validators(manifest.etag, manifest.last_modified, size)
+    )
+    headers = {
+        "ETag": manifest.etag,
+        "Last-Modified": http_date(manifest.last_modified),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
+    match decision.outcome:
+        case Outcome.NOT_MODIFIED:
+            return web.Response(status=304, headers=headers)
+        case Outcome.PRECONDITION_FAILED:
+            raise PreconditionFailed()
+        case Outcome.UNSATISFIABLE:
+            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    headers["Content-Disposition"] = content_disposition(f"{folder}.zip")
+    headers["X-Accel-Buffering"] = "no"
+    ranges = decision.ranges or ((0, size),)
+    multipart: Multipart | None = None
+    if len(ranges) > 1:
+        multipart = Multipart(f"satchel-{secrets.token_hex(12)}", ZIP, size, ranges)
+        headers["Content-Type"] = multipart.media_type
+        length = multipart.length
+    else:
+        headers["Content-Type"] = ZIP
+        length = ranges[0][1] - ranges[0][0]
+        if decision.outcome is Outcome.PARTIAL:
+            headers["Content-Range"] = content_range(*ranges[0], size)
+    response = web.StreamResponse(status=decision.outcome.value, headers=headers)
+    response.content_length = length
+    if request.method == "HEAD":
+        await response.prepare(request)
+        return response
+    known = await archives.store.load(folder)
+    sink = ResponseSink(request, response)
+    sender = ArchiveSender(
+        manifest,
+        known,
+        sink,
+        chunk_size=settings.chunk_size,
+        delay=settings.delay,
+        use_sendfile=settings.sendfile,
+    )
+    try:
+        await response.prepare(request)
+        for part in multipart.parts() if multipart else ranges:
+            if isinstance(part, bytes):
+                await sink.write(part)
+            else:
+                await sender.send(*part)
+        await response.write_eof()
+    except ConnectionError:
+        log.info(
+            "Download was interrupted: archive %s after %d of %d bytes", folder, sink.sent, length
+        )
+    except asyncio.CancelledError:
+        log.info(
+            "Download was interrupted: archive %s after %d of %d bytes", folder, sink.sent, length
+        )
+        raise
+    except ArchiveChanged as exc:
+        log.error("Aborted archive %s after %d of %d bytes: %s", folder, sink.sent, length, exc)
+        if request.transport is not None:
+            request.transport.abort()
+    finally:
+        await sender.close()
+        await _remember(request, folder, sender)
+    return response
+
+
+async def _remember(request: web.Request, folder: str, sender: ArchiveSender) -> None:
+    try:
+        await request.app[ARCHIVES].store.save(folder, sender.computed)
+    except Exception:
+        log.exception("Could not save %d CRCs of archive %s", len(sender.computed), folder)

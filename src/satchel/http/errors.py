@@ -1,0 +1,83 @@
+"""Render every error a client can see from the one catalogue, as JSON or HTML."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from satchel.errors import ArchiveNotFound, SatchelError
+
+log = logging.getLogger("satchel.http")
+
+_PAGE = """<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} — Satchel</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;
+padding:0 1rem}}
+h1{{font-size:1.4rem}}p.code{{color:#777}}</style></head>
+<body><h1>{headline}</h1>{extra}<p class="code">{status} · {code}</p>
+<p><a href="/">Satchel</a></p></body></html>
+"""
+
+
+def _wants_html(request: web.Request, error: SatchelError | None) -> bool:
+    if isinstance(error, ArchiveNotFound) or request.path.startswith("/archive/"):
+        return True
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
+def render_error(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    error: SatchelError | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    if _wants_html(request, error):
+        extra = ""
+        lang = "en"
+        if isinstance(error, ArchiveNotFound):
+            lang = "ru"
+            extra = f'<p lang="en">{html.escape(message)}</p>'
+            message = ArchiveNotFound.message_ru
+        body = _PAGE.format(
+            lang=lang, status=status, code=code, headline=html.escape(message), extra=extra
+        )
+        return web.Response(
+            status=status, text=body, content_type="text/html", charset="utf-8", headers=headers
+        )
+    payload = {"error": code, "message": message, "status": status}
+    return web.Response(
+        status=status,
+        text=json.dumps(payload, ensure_ascii=False),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SatchelError as exc:
+        extra = exc.details.get("headers")
+        headers = dict(extra) if isinstance(extra, Mapping) else None
+        return render_error(request, exc.status, exc.code, exc.message, error=exc, headers=headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404 and request.path.startswith("/archive/"):
+            missing = ArchiveNotFound()
+            return render_error(request, 404, missing.code, missing.message, error=missing)
+        keep = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        code = (exc.reason or "error").lower().replace(" ", "_")
+        return render_error(request, exc.status, code, f"{exc.reason}.", headers=keep)

@@ -1,0 +1,12 @@
+"""Typed application state."""
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from satchel.archive import Archives
+from satchel.config import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+ARCHIVES = web.AppKey("archives", Archives)
+INDEX_HTML = web.AppKey("index_html", bytes)

@@ -1,0 +1,17 @@
+"""Pure ZIP engine: a manifest in, an exact byte layout out. No IO here."""
+
+from satchel.zipstream.layout import Layout, Limits, Member, Part, Piece, arrange
+
+__all__ = ["Layout", "Limits", "Member", "Part", "Piece", "arrange", "render"]
+
+
+def render(layout: Layout, crcs: list[int], data: list[bytes]) -> bytes:
+    """The whole archive in memory — for tests and tiny archives only."""
+    out = bytearray()
+    for i in range(len(layout.entries)):
+        out += layout.local_header(i, crcs[i])
+        out += data[i]
+    for i in range(len(layout.entries)):
+        out += layout.central_record(i, crcs[i])
+    out += layout.end_records()
+    return bytes(out)
