@@ -27,7 +27,7 @@ h1{{font-size:1.4rem}}p.code{{color:#777}}</style></head>
 
 
 def _wants_html(request: web.Request, error: SatchelError | None) -> bool:
-    if isinstance(error, ArchiveNotFound) or request.path.startswith("/archive/"):
+    if isinstance(error, ArchiveNotFound):  # people follow these links in browsers
         return True
     accept = request.headers.get("Accept", "")
     return "text/html" in accept and "application/json" not in accept

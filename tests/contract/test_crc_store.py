@@ -1,0 +1,62 @@
+"""One suite for the CRC cache, run against SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from satchel.archive import CrcEntry, FileVersion
+from satchel.metadata.crc import SqlCrcStore
+from satchel.metadata.db import create_engine, migrate
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db_url)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def test_saved_crcs_load_back_by_version(engine: AsyncEngine) -> None:
+    store = SqlCrcStore(engine)
+    a = FileVersion("a.jpg", 10, 1_700_000_000_123_456_789, 42)
+    b = FileVersion("фото/б.jpg", 0, 0, -(2**63))  # an inode past 2**63, stored signed
+    await store.save("f1", [CrcEntry(a, 0xFFFFFFFF), CrcEntry(b, 0)])
+    assert await store.load("f1") == {a: 0xFFFFFFFF, b: 0}
+    assert await store.load("other") == {}
+
+
+async def test_a_new_version_replaces_the_old_one(engine: AsyncEngine) -> None:
+    store = SqlCrcStore(engine)
+    old = FileVersion("a.jpg", 10, 1, 7)
+    new = FileVersion("a.jpg", 11, 2, 7)
+    await store.save("f", [CrcEntry(old, 1)])
+    await store.save("f", [CrcEntry(new, 2)])
+    assert await store.load("f") == {new: 2}
+    async with engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM crc_cache"))).scalar_one()
+    assert count == 1
+
+
+async def test_folders_are_separate(engine: AsyncEngine) -> None:
+    store = SqlCrcStore(engine)
+    v = FileVersion("1.jpg", 1, 1, 1)
+    await store.save("a", [CrcEntry(v, 10)])
+    await store.save("a_", [CrcEntry(v, 20)])
+    assert await store.load("a") == {v: 10}
+    assert await store.load("a_") == {v: 20}
+
+
+async def test_saving_nothing_is_fine(engine: AsyncEngine) -> None:
+    await SqlCrcStore(engine).save("f", [])
+
+
+async def test_migrations_are_idempotent(engine: AsyncEngine) -> None:
+    await migrate(engine)
+    async with engine.connect() as conn:
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    assert version == "0001"

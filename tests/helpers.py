@@ -1,0 +1,52 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+NASTY_NAMES = [
+    "1.jpg",
+    "пустой.txt",
+    "фото/отпуск 2024/море.jpg",
+    "emoji 😀/smile 🎉.png",
+    "deep/a/b/c/d/e/f.bin",
+    "spaces and 'quotes'.txt",
+    "日本語.txt",
+]
+
+
+def make_folder(root: Path, name: str, files: dict[str, bytes]) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+def random_files(names: list[str], seed: int = 1, max_size: int = 200_000) -> dict[str, bytes]:
+    rng = random.Random(seed)
+    return {
+        n: (rng.randbytes(rng.randint(0, max_size)) if "пустой" not in n else b"") for n in names
+    }
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def raw_get(host: str, port: int, path: str) -> tuple[int, bytes, bytes]:
+    """(status, head, body) of a GET sent byte for byte, so no client normalises the path."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode("latin-1"))
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head, body

@@ -1,0 +1,165 @@
+"""The pure ZIP engine, checked against the stdlib zipfile as oracle."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from satchel.zipstream import Layout, Limits, Member, Part, arrange, render
+from satchel.zipstream.layout import dos_datetime
+
+segment = st.text(
+    alphabet=st.sampled_from(list("abcXYZ019_-. ") + list("яЖё") + ["😀", "日", "é"]),
+    min_size=1,
+    max_size=12,
+).filter(lambda s: s.strip(" .") == s and s not in (".", ".."))
+names = st.lists(segment, min_size=1, max_size=4).map("/".join)
+limits = st.one_of(
+    st.just(Limits()),
+    st.builds(Limits, zip64_at=st.integers(1, 3000), max_entries=st.integers(1, 6)),
+)
+
+
+@st.composite
+def archives(draw: st.DrawFn) -> tuple[list[Member], list[bytes], Limits]:
+    unique = draw(st.lists(names, min_size=0, max_size=8, unique=True))
+    payloads = [draw(st.binary(max_size=600)) for _ in unique]
+    mtimes = [draw(st.integers(-(2**31), 2**33)) for _ in unique]
+    members = [Member(n, len(p), t) for n, p, t in zip(unique, payloads, mtimes, strict=True)]
+    return members, payloads, draw(limits)
+
+
+def build(members: list[Member], payloads: list[bytes], lim: Limits) -> tuple[Layout, bytes]:
+    by_name = dict(zip((m.name for m in members), payloads, strict=True))
+    ordered = arrange(members, lim)
+    layout = Layout(ordered, lim)
+    data = [by_name[m.name] for m in ordered]
+    return layout, render(layout, [zlib.crc32(d) for d in data], data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(archives())
+def test_every_layout_opens_in_zipfile_with_exact_size(case: tuple) -> None:
+    members, payloads, lim = case
+    layout, blob = build(members, payloads, lim)
+    assert len(blob) == layout.size
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert zf.testzip() is None
+        assert sorted(zf.namelist()) == sorted(m.name for m in members)
+        for member, payload in zip(members, payloads, strict=True):
+            info = zf.getinfo(member.name)
+            assert zf.read(info) == payload
+            assert info.compress_type == zipfile.ZIP_STORED
+            assert info.flag_bits & 0x08 == 0  # no data descriptor
+            expected = dos_datetime(member.mtime)
+            assert (info.date_time[3] << 11 | info.date_time[4] << 5 | info.date_time[5] // 2) == (
+                expected[0]
+            )
+
+
+@settings(max_examples=300, deadline=None)
+@given(archives(), st.data())
+def test_pieces_of_any_range_concatenate_to_that_slice(case: tuple, data: st.DataObject) -> None:
+    members, payloads, lim = case
+    layout, blob = build(members, payloads, lim)
+    start = data.draw(st.integers(0, layout.size))
+    stop = data.draw(st.integers(start, layout.size))
+    ordered = arrange(members, lim)
+    by_name = dict(zip((m.name for m in members), payloads, strict=True))
+    crcs = [zlib.crc32(by_name[m.name]) for m in ordered]
+    out = bytearray()
+    for piece in layout.pieces(start, stop):
+        if piece.part is Part.LOCAL:
+            out += layout.local_header(piece.index, crcs[piece.index])[piece.start : piece.stop]
+        elif piece.part is Part.DATA:
+            out += by_name[ordered[piece.index].name][piece.start : piece.stop]
+        elif piece.part is Part.CENTRAL:
+            for i in layout.central_entries(piece.start, piece.stop):
+                at = layout.entries[i].central_at
+                record = layout.central_record(i, crcs[i])
+                out += record[max(piece.start - at, 0) : max(piece.stop - at, 0)]
+        else:
+            out += layout.end_records()[piece.start : piece.stop]
+    assert bytes(out) == blob[start:stop]
+
+
+def test_layout_ignores_crc_values() -> None:
+    members = [Member("a", 3, 0), Member("b", 5, 0)]
+    layout = Layout(members)
+    assert len(layout.local_header(0, 0)) == len(layout.local_header(0, 0xFFFFFFFF))
+    assert layout.size == Layout(members).size
+
+
+def test_empty_archive_is_the_22_byte_end_record() -> None:
+    layout = Layout([])
+    blob = render(layout, [], [])
+    assert blob == b"PK\x05\x06" + b"\x00" * 18
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert zf.namelist() == []
+
+
+def test_utf8_names_set_bit_11_and_carry_unicode_path_field() -> None:
+    layout = Layout([Member("фото/😀.jpg", 1, 0)])
+    header = layout.local_header(0, zlib.crc32(b"x"))
+    flags = struct.unpack_from("<H", header, 6)[0]
+    assert flags & 0x0800
+    name = "фото/😀.jpg".encode()
+    tag_at = header.index(b"\x75\x70")  # 0x7075 little-endian
+    assert header[tag_at + 9 : tag_at + 9 + len(name)] == name
+    assert struct.unpack_from("<I", header, tag_at + 5)[0] == zlib.crc32(name)
+
+
+def test_ascii_names_need_no_utf8_flag() -> None:
+    header = Layout([Member("a.jpg", 0, 0)]).local_header(0, 0)
+    assert struct.unpack_from("<H", header, 6)[0] == 0
+
+
+def test_zip64_only_when_needed() -> None:
+    small = Layout([Member("a", 10, 0)], Limits(zip64_at=100))
+    assert not small.zip64_end
+    assert struct.unpack_from("<H", small.local_header(0, 0), 4)[0] == 20
+    big = Layout([Member("a", 10, 0), Member("b", 200, 0)], Limits(zip64_at=100))
+    assert struct.unpack_from("<H", big.local_header(1, 0), 4)[0] == 45
+    assert big.zip64_end  # the central directory starts past the limit
+
+
+def test_many_entries_use_zip64_end_records() -> None:
+    members = [Member(f"{i:03}", 0, 0) for i in range(5)]
+    layout = Layout(members, Limits(max_entries=5))
+    blob = render(layout, [0] * 5, [b""] * 5)
+    assert layout.zip64_end
+    assert struct.unpack_from("<H", blob, len(blob) - 12)[0] == 0xFFFF
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert len(zf.namelist()) == 5
+
+
+def test_arrange_keeps_a_zip64_entry_off_the_front_when_it_can() -> None:
+    lim = Limits(zip64_at=100)
+    ordered = arrange([Member("a-huge", 500, 0), Member("b", 1, 0), Member("c", 2, 0)], lim)
+    assert [m.name for m in ordered] == ["b", "a-huge", "c"]
+    only_big = arrange([Member("x", 500, 0), Member("y", 600, 0)], lim)
+    assert [m.name for m in only_big] == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("mtime", "expected"),
+    [
+        (0, (0, (0 << 9) | (1 << 5) | 1)),  # before 1980: clamped to 1980-01-01
+        (1700000000, ((22 << 11) | (13 << 5) | 10, (43 << 9) | (11 << 5) | 14)),
+        (2**40, ((23 << 11) | (59 << 5) | 29, (127 << 9) | (12 << 5) | 31)),  # clamped to 2107
+    ],
+)
+def test_dos_datetime(mtime: int, expected: tuple[int, int]) -> None:
+    assert dos_datetime(mtime) == expected
+
+
+def test_pieces_reject_ranges_outside_the_archive() -> None:
+    layout = Layout([Member("a", 1, 0)])
+    with pytest.raises(ValueError):
+        list(layout.pieces(0, layout.size + 1))
