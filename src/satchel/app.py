@@ -23,6 +23,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
     app[SETTINGS] = settings
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
+        await blocking(settings.data.mkdir, parents=True, exist_ok=True)
         engine = create_engine(settings.db_url)
         try:
             await migrate(engine)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import stat
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -184,45 +185,65 @@ class Sink(Protocol):
 
 
 class _OpenFile:
+    """One member's file. Blocking methods; a lock makes open, read and close exclusive.
+
+    Async callers may be cancelled while a thread runs one of these; the lock and
+    the ``closed`` flag make a late ``open`` after ``close`` a no-op, never a leak.
+    """
+
     def __init__(self, index: int, source: SourceFile) -> None:
         self.index = index
         self.source = source
         self.file: BinaryIO | None = None
+        self._closed = False
+        self._lock = threading.Lock()
 
     def open(self) -> None:
-        """Blocking: open and check the file is still the version in the manifest."""
-        try:
-            self.file = open(self.source.path, "rb", buffering=0)  # noqa: SIM115
-        except OSError as exc:
-            raise ArchiveChanged(f"{self.source.version.name}: {exc}") from exc
-        self.verify()
+        """Open and check the file is still the version in the manifest."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.file = open(self.source.path, "rb", buffering=0)  # noqa: SIM115
+            except OSError as exc:
+                raise ArchiveChanged(f"{self.source.version.name}: {exc}") from exc
+            self._verify()
 
     def verify(self) -> None:
-        assert self.file is not None
+        with self._lock:
+            self._verify()
+
+    def _verify(self) -> None:
+        if self.file is None:
+            raise ArchiveChanged(f"{self.source.version.name} was closed")
         st = os.fstat(self.file.fileno())
         v = self.source.version
         if (st.st_size, st.st_mtime_ns, _signed(st.st_ino)) != (v.size, v.mtime_ns, v.inode):
             raise ArchiveChanged(f"{v.name} changed while the archive was being sent")
 
     def crc(self, chunk_size: int) -> int:
-        """Blocking: CRC-32 of the whole file, then check it did not change meanwhile."""
-        assert self.file is not None
-        buf = bytearray(chunk_size)
-        view = memoryview(buf)
-        crc, offset, size = 0, 0, self.source.version.size
-        while offset < size:
-            n = os.preadv(self.file.fileno(), [view[: min(chunk_size, size - offset)]], offset)
-            if n == 0:
-                raise ArchiveChanged(f"{self.source.version.name} shrank while being read")
-            crc = zlib.crc32(view[:n], crc)
-            offset += n
-        self.verify()
-        return crc
+        """CRC-32 of the whole file, then check it did not change meanwhile."""
+        with self._lock:
+            if self.file is None:
+                raise ArchiveChanged(f"{self.source.version.name} was closed")
+            buf = bytearray(chunk_size)
+            view = memoryview(buf)
+            crc, offset, size = 0, 0, self.source.version.size
+            while offset < size:
+                n = os.preadv(self.file.fileno(), [view[: min(chunk_size, size - offset)]], offset)
+                if n == 0:
+                    raise ArchiveChanged(f"{self.source.version.name} shrank while being read")
+                crc = zlib.crc32(view[:n], crc)
+                offset += n
+            self._verify()
+            return crc
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        with self._lock:
+            self._closed = True
+            if self.file is not None:
+                self.file.close()
+                self.file = None
 
 
 @dataclass
@@ -253,18 +274,18 @@ class ArchiveSender:
                 await self._write(layout.end_records()[piece.start : piece.stop])
 
     async def close(self) -> None:
-        if self._open is not None:
-            await blocking(self._open.close)
-            self._open = None
+        opened, self._open = self._open, None
+        if opened is not None:
+            # Shielded: a cancelled caller must not cancel the close before it runs.
+            await asyncio.shield(blocking(opened.close))
 
     async def _file(self, index: int) -> _OpenFile:
         if self._open is not None and self._open.index == index:
             return self._open
         await self.close()
-        opened = _OpenFile(index, self.manifest.files[index])
-        await blocking(opened.open)
-        self._open = opened
-        return opened
+        self._open = _OpenFile(index, self.manifest.files[index])  # close() now covers it
+        await blocking(self._open.open)
+        return self._open
 
     async def _crc(self, index: int) -> int:
         if index in self._crcs:
