@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from satchel.errors import ConfigError
 
@@ -40,7 +41,10 @@ class Settings(BaseSettings):
     def _db_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        url = make_url(value)  # raises ArgumentError on garbage
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {exc}") from exc
         if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
         return value
@@ -67,8 +71,6 @@ def load_settings(**overrides: Any) -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid setting: {problems}") from exc
-    except Exception as exc:  # make_url's ArgumentError and the like
-        raise ConfigError(f"invalid setting: {exc}") from exc
 
 
 def check_paths(settings: Settings) -> None:

@@ -1,0 +1,81 @@
+"""`satchel` as a process: start-up checks, workers, logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.helpers import make_folder
+
+
+def satchel(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "satchel", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def test_missing_photos_folder_exits_2_before_binding(tmp_path: Path) -> None:
+    port = free_port()
+    result = satchel("serve", "--port", str(port), "--photos", "nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "photos folder 'nope' does not exist" in result.stderr
+    assert result.stderr.count("\n") == 1  # one clear line, no traceback
+
+
+def test_bad_value_exits_2(tmp_path: Path) -> None:
+    result = satchel("serve", "--delay", "-3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "delay" in result.stderr
+
+
+def test_demo_folder_is_created_only_when_empty(tmp_path: Path) -> None:
+    assert satchel("admin", "demo", "--dir", "photos", cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["7kna", "rur2"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep").mkdir()
+    assert satchel("admin", "demo", "--photos", "mine", cwd=tmp_path).returncode == 0
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep"]
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)
+    raise AssertionError(f"no answer from {url}: {log.read_text()}")
+
+
+def test_workers_share_the_port_and_logs_show_chunks(tmp_path: Path) -> None:
+    make_folder(tmp_path / "photos", "w", {"a.jpg": b"a" * 1000, "b.jpg": b"b" * 2000})
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "satchel", "serve", "--port", str(port), "--workers", "2",
+             "--logs", "1"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/archive/w/"
+        _wait_for(url, process, log)
+        for _ in range(10):
+            assert len(urllib.request.urlopen(url, timeout=5).read()) > 3000
+        workers = subprocess.run(
+            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(workers) >= 2  # two serving children (plus spawn's resource tracker)
+    finally:
+        process.terminate()
+        process.wait(20)
+    text = log.read_text()
+    assert "Sending archive w chunk" in text
+    assert '"GET /archive/w/ HTTP/1.1" 200' in text

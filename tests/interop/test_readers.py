@@ -1,0 +1,113 @@
+"""Archives served by Satchel, opened by the unzippers people actually use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveServer, require_tool
+from tests.helpers import NASTY_NAMES, make_folder, random_files
+
+pytestmark = pytest.mark.interop
+
+FILES = random_files(NASTY_NAMES, seed=11, max_size=300_000)
+
+
+def fetch(url: str, dest: Path) -> Path:
+    with urllib.request.urlopen(url, timeout=120) as resp, dest.open("wb") as out:
+        shutil.copyfileobj(resp, out, 1 << 20)
+    return dest
+
+
+@pytest.fixture
+def served_zip(live_server: LiveServer, photos: Path, tmp_path: Path) -> Path:
+    make_folder(photos, "interop", FILES)
+    return fetch(f"{live_server.url}/archive/interop/", tmp_path / "interop.zip")
+
+
+def test_unzip_tests_every_entry(served_zip: Path) -> None:
+    unzip = require_tool("unzip")
+    result = subprocess.run([unzip, "-t", str(served_zip)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No errors detected" in result.stdout
+
+
+def test_7z_tests_every_entry(served_zip: Path) -> None:
+    seven = require_tool("7z")
+    result = subprocess.run([seven, "t", str(served_zip)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Everything is Ok" in result.stdout
+    assert f"Files: {len(FILES)}" in result.stdout
+
+
+def test_bsdtar_extracts_identical_files(served_zip: Path, tmp_path: Path) -> None:
+    bsdtar = require_tool("bsdtar")
+    out = tmp_path / "bsdtar-out"
+    out.mkdir()
+    subprocess.run([bsdtar, "-xf", str(served_zip), "-C", str(out)], check=True)
+    for name, data in FILES.items():
+        assert (out / name).read_bytes() == data, name
+    mtime = int((out / "1.jpg").stat().st_mtime)
+    assert (
+        abs(mtime - int(os.stat(served_zip.parent / "photos" / "interop" / "1.jpg").st_mtime)) <= 1
+    )
+
+
+def test_unzip_extracts_utf8_names(served_zip: Path, tmp_path: Path) -> None:
+    unzip = require_tool("unzip")
+    out = tmp_path / "unzip-out"
+    subprocess.run([unzip, "-q", str(served_zip), "-d", str(out)], check=True)
+    for name, data in FILES.items():
+        assert (out / name).read_bytes() == data, name
+
+
+def test_java_zipfile_and_zipinputstream_read_every_entry(served_zip: Path, tmp_path: Path) -> None:
+    javac, java = require_tool("javac"), require_tool("java")
+    source = Path(__file__).parent / "java" / "ZipCheck.java"
+    classes = tmp_path / "classes"
+    subprocess.run([javac, "-d", str(classes), str(source)], check=True)
+    result = subprocess.run(
+        [java, "-cp", str(classes), "ZipCheck", str(served_zip)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LC_ALL": "C.UTF-8"},
+    )
+    assert result.returncode == 0, result.stderr
+    expected = {(n, len(d), zlib.crc32(d)) for n, d in FILES.items()}
+    for mode in ("ZipFile", "ZipInputStream"):
+        seen = {
+            (name, int(size), int(crc))
+            for line in result.stdout.splitlines()
+            for m, name, size, crc in [line.split("\t")]
+            if m == mode
+        }
+        assert seen == expected, mode
+
+
+@pytest.mark.slow
+def test_zip64_archive_over_4_gib_from_a_sparse_file(
+    live_server: LiveServer, photos: Path, tmp_path: Path
+) -> None:
+    unzip, seven = require_tool("unzip"), require_tool("7z")
+    folder = make_folder(photos, "huge", {"a-small.txt": b"small first"})
+    with (folder / "b-sparse.bin").open("wb") as f:
+        f.truncate(4 * 1024**3 + 12345)  # past the 32-bit limit, no disk used
+    served = fetch(f"{live_server.url}/archive/huge/", tmp_path / "huge.zip")
+    try:
+        with zipfile.ZipFile(served) as zf:
+            info = {i.filename: i for i in zf.infolist()}
+            assert info["b-sparse.bin"].file_size == 4 * 1024**3 + 12345
+            assert zf.infolist()[0].filename == "a-small.txt"  # no ZIP64 on the first entry
+            assert zf.read("a-small.txt") == b"small first"
+        for command in ([unzip, "-t", str(served)], [seven, "t", str(served)]):
+            result = subprocess.run(command, capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    finally:
+        served.unlink()

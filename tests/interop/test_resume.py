@@ -1,0 +1,53 @@
+"""Interrupted archive downloads finished by real download tools are byte-identical."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveServer, require_tool
+from tests.helpers import make_folder
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture
+def archive_url(live_server: LiveServer, photos: Path) -> str:
+    files = {f"photo-{i:02}.jpg": os.urandom(1_500_000 + i) for i in range(12)}
+    make_folder(photos, "resume", {**files, "фото/море.jpg": os.urandom(1000)})
+    return f"{live_server.url}/archive/resume/"
+
+
+def full_download(curl: str, url: str, dest: Path) -> bytes:
+    subprocess.run([curl, "-sSf", "-o", str(dest), url], check=True)
+    return dest.read_bytes()
+
+
+def test_curl_cut_midway_then_continued_is_identical(
+    archive_url: str, tmp_path: Path, live_server: LiveServer
+) -> None:
+    curl = require_tool("curl")
+    whole = full_download(curl, archive_url, tmp_path / "whole.zip")
+    part = tmp_path / "part.zip"
+    cut = subprocess.run(
+        [curl, "-sS", "--limit-rate", "1M", "--max-time", "1.5", "-o", str(part), archive_url]
+    )
+    assert cut.returncode == 28  # timed out: the download really was cut
+    assert 0 < part.stat().st_size < len(whole)
+    subprocess.run([curl, "-sSf", "-C", "-", "-o", str(part), archive_url], check=True)
+    assert part.read_bytes() == whole
+    assert "Download was interrupted: archive resume" in live_server.log.read_text()
+
+
+def test_aria2c_four_connections_is_identical(archive_url: str, tmp_path: Path) -> None:
+    curl, aria2c = require_tool("curl"), require_tool("aria2c")
+    whole = full_download(curl, archive_url, tmp_path / "whole.zip")
+    subprocess.run(
+        [aria2c, "-q", "-x4", "-s4", "-k1M", "--file-allocation=none", "--allow-overwrite=true",
+         "-d", str(tmp_path), "-o", "aria.zip", archive_url],
+        check=True,
+    )  # fmt: skip
+    assert (tmp_path / "aria.zip").read_bytes() == whole
