@@ -218,6 +218,8 @@ class _OpenFile:
             raise ArchiveChanged(f"{self.source.version.name} was closed")
         st = os.fstat(self.file.fileno())
         v = self.source.version
+        if st.st_nlink == 0:
+            raise ArchiveChanged(f"{v.name} was removed while the archive was being sent")
         if (st.st_size, st.st_mtime_ns, _signed(st.st_ino)) != (v.size, v.mtime_ns, v.inode):
             raise ArchiveChanged(f"{v.name} changed while the archive was being sent")
 
@@ -246,6 +248,11 @@ class _OpenFile:
                 self.file = None
 
 
+def _close_all(files: list[_OpenFile]) -> None:
+    for opened in files:
+        opened.close()
+
+
 @dataclass
 class ArchiveSender:
     """Streams byte ranges of one archive into a sink, computing missing CRCs."""
@@ -259,9 +266,14 @@ class ArchiveSender:
     computed: list[CrcEntry] = field(default_factory=list)
     _crcs: dict[int, int] = field(default_factory=dict)
     _open: _OpenFile | None = None
+    # The next entry's file and its CRC being computed in a thread while the
+    # current body goes out: CPU for the CRC overlaps the kernel's copy.
+    _ahead: tuple[_OpenFile, asyncio.Future[int]] | None = None
+    _stop: int = 0
 
     async def send(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
+        self._stop = stop
         for piece in layout.pieces(start, stop):
             if piece.part is Part.LOCAL:
                 header = layout.local_header(piece.index, await self._crc(piece.index))
@@ -274,15 +286,25 @@ class ArchiveSender:
                 await self._write(layout.end_records()[piece.start : piece.stop])
 
     async def close(self) -> None:
+        """Close every file this sender opened, even if the caller is being cancelled."""
+        files = [self._open] if self._open is not None else []
+        if self._ahead is not None:
+            files.append(self._ahead[0])
+            self._ahead[1].cancel()
+        self._open = self._ahead = None
+        if files:
+            # One shielded call, scheduled at once: cancelling us cannot stop it.
+            await asyncio.shield(blocking(_close_all, files))
+
+    async def _close_current(self) -> None:
         opened, self._open = self._open, None
         if opened is not None:
-            # Shielded: a cancelled caller must not cancel the close before it runs.
             await asyncio.shield(blocking(opened.close))
 
     async def _file(self, index: int) -> _OpenFile:
         if self._open is not None and self._open.index == index:
             return self._open
-        await self.close()
+        await self._close_current()
         self._open = _OpenFile(index, self.manifest.files[index])  # close() now covers it
         await blocking(self._open.open)
         return self._open
@@ -293,11 +315,37 @@ class ArchiveSender:
         version = self.manifest.files[index].version
         crc = self.known.get(version)
         if crc is None:
-            opened = await self._file(index)
-            crc = await blocking(opened.crc, self.chunk_size)
+            if self._ahead is not None and self._ahead[0].index == index:
+                await self._close_current()
+                self._open, task = self._ahead  # adopt its open file for the body
+                self._ahead = None
+                crc = await task
+            else:
+                opened = await self._file(index)
+                crc = await blocking(opened.crc, self.chunk_size)
             self.computed.append(CrcEntry(version, crc))
         self._crcs[index] = crc
         return crc
+
+    def _look_ahead(self, index: int) -> None:
+        """Start the CRC of the entry after ``index`` if the range reaches its header."""
+        following = index + 1
+        if self._ahead is not None or following >= len(self.manifest.files):
+            return
+        source = self.manifest.files[following]
+        if (
+            following in self._crcs
+            or source.version in self.known
+            or self.manifest.layout.entries[following].offset >= self._stop
+        ):
+            return
+        opened = _OpenFile(following, source)
+
+        def work() -> int:
+            opened.open()
+            return opened.crc(self.chunk_size)
+
+        self._ahead = (opened, asyncio.ensure_future(blocking(work)))
 
     async def _send_central(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
@@ -314,6 +362,7 @@ class ArchiveSender:
 
     async def _send_body(self, index: int, offset: int, count: int) -> None:
         opened = await self._file(index)
+        self._look_ahead(index)
         assert opened.file is not None
         if self.use_sendfile and self.delay == 0:
             try:
