@@ -248,6 +248,16 @@ class _OpenFile:
                 self.file = None
 
 
+def _retire_and_open(previous: _OpenFile | None, following: _OpenFile | None) -> None:
+    if previous is not None:
+        try:
+            previous.verify()
+        finally:
+            previous.close()
+    if following is not None:
+        following.open()
+
+
 def _close_all(files: list[_OpenFile]) -> None:
     for opened in files:
         opened.close()
@@ -280,10 +290,15 @@ class ArchiveSender:
                 await self._write(header[piece.start : piece.stop])
             elif piece.part is Part.DATA:
                 await self._send_body(piece.index, piece.start, piece.length)
-            elif piece.part is Part.CENTRAL:
-                await self._send_central(piece.start, piece.stop)
             else:
-                await self._write(layout.end_records()[piece.start : piece.stop])
+                if self._open is not None:  # the last body must be intact before the end
+                    await self._switch(None, open_it=False)
+                if piece.part is Part.CENTRAL:
+                    await self._send_central(piece.start, piece.stop)
+                else:
+                    await self._write(layout.end_records()[piece.start : piece.stop])
+        if self._open is not None:  # a range that ends inside the entries
+            await blocking(self._open.verify)
 
     async def close(self) -> None:
         """Close every file this sender opened, even if the caller is being cancelled."""
@@ -296,17 +311,19 @@ class ArchiveSender:
             # One shielded call, scheduled at once: cancelling us cannot stop it.
             await asyncio.shield(blocking(_close_all, files))
 
-    async def _close_current(self) -> None:
-        opened, self._open = self._open, None
-        if opened is not None:
-            await asyncio.shield(blocking(opened.close))
+    async def _switch(self, following: _OpenFile | None, *, open_it: bool = True) -> None:
+        """Make ``following`` the current file in one thread hop: check the previous
+        file was not changed while it was sent, close it, open the next one."""
+        previous, self._open = self._open, following  # close() now covers both
+        if previous is None and not open_it:
+            return
+        # Shielded: once scheduled it runs to the end, so nothing is left open.
+        await asyncio.shield(blocking(_retire_and_open, previous, following if open_it else None))
 
     async def _file(self, index: int) -> _OpenFile:
-        if self._open is not None and self._open.index == index:
-            return self._open
-        await self._close_current()
-        self._open = _OpenFile(index, self.manifest.files[index])  # close() now covers it
-        await blocking(self._open.open)
+        if self._open is None or self._open.index != index:
+            await self._switch(_OpenFile(index, self.manifest.files[index]))
+        assert self._open is not None
         return self._open
 
     async def _crc(self, index: int) -> int:
@@ -316,9 +333,9 @@ class ArchiveSender:
         crc = self.known.get(version)
         if crc is None:
             if self._ahead is not None and self._ahead[0].index == index:
-                await self._close_current()
-                self._open, task = self._ahead  # adopt its open file for the body
+                following, task = self._ahead  # adopt its open file for the body
                 self._ahead = None
+                await self._switch(following, open_it=False)
                 crc = await task
             else:
                 opened = await self._file(index)
@@ -383,7 +400,6 @@ class ArchiveSender:
                     raise ArchiveChanged(f"{opened.source.version.name} shrank while being sent")
                 await self._write(data)
                 offset += len(data)
-        await blocking(opened.verify)
 
     async def _write(self, data: bytes) -> None:
         await self.sink.write(data)

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     demo = admin_commands.add_parser("demo", help="create demo folders if the photos root is empty")
     demo.add_argument("--photos", "--dir", dest="photos")
+    migrate = admin_commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--data", help="data folder holding the default SQLite file")
+    migrate.add_argument("--db", help="database URL")
     return parser
 
 
@@ -64,17 +67,30 @@ def main(argv: list[str] | None = None) -> int:
         flags["verbose"] = bool(flags["verbose"])
     try:
         settings = load_settings(**flags)
-        if args.command == "admin":
+        if args.command == "admin" and args.admin_command == "demo":
             return _demo(settings)
-        check_paths(settings)
+        if args.command == "serve":
+            check_paths(settings)
         loop_factory = _loop_factory(settings)
     except ConfigError as exc:
         print(f"satchel: {exc.message}", file=sys.stderr)
         return 2
     _setup_logging(settings)
+    if not _migrate(settings):  # once, before any worker binds
+        return 2
+    if args.command == "admin":
+        return 0
+    if settings.workers == 1:
+        _serve(settings, loop_factory)
+        return 0
+    return _serve_many(settings)
+
+
+def _migrate(settings: Settings) -> bool:
     from satchel.metadata.db import create_engine, migrate
 
-    async def _migrate() -> None:
+    async def run() -> None:
+        settings.data.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.db_url)
         try:
             await migrate(engine)
@@ -82,16 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             await engine.dispose()
 
     try:
-        asyncio.run(_migrate())
+        asyncio.run(run())
     except Exception as exc:
         print(
             f"satchel: cannot prepare the database {settings.db_url_masked}: {exc}", file=sys.stderr
         )
-        return 2
-    if settings.workers == 1:
-        _serve(settings, loop_factory)
-        return 0
-    return _serve_many(settings)
+        return False
+    return True
 
 
 def _demo(settings: Settings) -> int:
