@@ -25,6 +25,7 @@ from satchel.zipstream import Layout, Limits, Member, Part, arrange
 
 log = logging.getLogger("satchel.archive")
 
+LOOK_AHEAD = 2  # entries whose CRCs are computed while the current body is sent
 FOLDER_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -258,6 +259,11 @@ def _retire_and_open(previous: _OpenFile | None, following: _OpenFile | None) ->
         following.open()
 
 
+def _crc_of(opened: _OpenFile, chunk_size: int) -> int:
+    opened.open()
+    return opened.crc(chunk_size)
+
+
 def _close_all(files: list[_OpenFile]) -> None:
     for opened in files:
         opened.close()
@@ -278,7 +284,7 @@ class ArchiveSender:
     _open: _OpenFile | None = None
     # The next entry's file and its CRC being computed in a thread while the
     # current body goes out: CPU for the CRC overlaps the kernel's copy.
-    _ahead: tuple[_OpenFile, asyncio.Future[int]] | None = None
+    _ahead: dict[int, tuple[_OpenFile, asyncio.Future[int]]] = field(default_factory=dict)
     _stop: int = 0
 
     async def send(self, start: int, stop: int) -> None:
@@ -303,10 +309,11 @@ class ArchiveSender:
     async def close(self) -> None:
         """Close every file this sender opened, even if the caller is being cancelled."""
         files = [self._open] if self._open is not None else []
-        if self._ahead is not None:
-            files.append(self._ahead[0])
-            self._ahead[1].cancel()
-        self._open = self._ahead = None
+        for opened, task in self._ahead.values():
+            files.append(opened)
+            task.cancel()
+        self._open = None
+        self._ahead.clear()
         if files:
             # One shielded call, scheduled at once: cancelling us cannot stop it.
             await asyncio.shield(blocking(_close_all, files))
@@ -332,9 +339,8 @@ class ArchiveSender:
         version = self.manifest.files[index].version
         crc = self.known.get(version)
         if crc is None:
-            if self._ahead is not None and self._ahead[0].index == index:
-                following, task = self._ahead  # adopt its open file for the body
-                self._ahead = None
+            if index in self._ahead:
+                following, task = self._ahead.pop(index)  # adopt its open file for the body
                 await self._switch(following, open_it=False)
                 crc = await task
             else:
@@ -345,24 +351,19 @@ class ArchiveSender:
         return crc
 
     def _look_ahead(self, index: int) -> None:
-        """Start the CRC of the entry after ``index`` if the range reaches its header."""
-        following = index + 1
-        if self._ahead is not None or following >= len(self.manifest.files):
-            return
-        source = self.manifest.files[following]
-        if (
-            following in self._crcs
-            or source.version in self.known
-            or self.manifest.layout.entries[following].offset >= self._stop
-        ):
-            return
-        opened = _OpenFile(following, source)
-
-        def work() -> int:
-            opened.open()
-            return opened.crc(self.chunk_size)
-
-        self._ahead = (opened, asyncio.ensure_future(blocking(work)))
+        """Start CRCs of the next entries whose headers the range reaches."""
+        layout, files = self.manifest.layout, self.manifest.files
+        for following in range(index + 1, min(index + 1 + LOOK_AHEAD, len(files))):
+            source = files[following]
+            if layout.entries[following].offset >= self._stop:
+                return
+            if following in self._ahead or following in self._crcs or source.version in self.known:
+                continue
+            opened = _OpenFile(following, source)
+            self._ahead[following] = (
+                opened,
+                asyncio.ensure_future(blocking(_crc_of, opened, self.chunk_size)),
+            )
 
     async def _send_central(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
