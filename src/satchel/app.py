@@ -10,7 +10,7 @@ from aiohttp import web
 from satchel.archive import Archives, blocking
 from satchel.config import Settings
 from satchel.http.errors import error_middleware
-from satchel.http.keys import ARCHIVES, ENGINE, INDEX_HTML, SETTINGS
+from satchel.http.keys import ARCHIVES, ENGINE, INDEX_HTML, OPENAPI_JSON, SETTINGS
 from satchel.http.routes import setup_routes
 from satchel.metadata.crc import SqlCrcStore
 from satchel.metadata.db import create_engine, migrate
@@ -30,6 +30,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
             app[ENGINE] = engine
             app[ARCHIVES] = Archives(settings.photos, SqlCrcStore(engine), limits)
             app[INDEX_HTML] = await blocking(_read_page, "index.html")
+            app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
             yield
         finally:
             await engine.dispose()

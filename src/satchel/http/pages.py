@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import text
 
-from satchel.http.keys import ENGINE, INDEX_HTML
+from satchel.http.keys import ENGINE, INDEX_HTML, OPENAPI_JSON
 
 
 async def index(request: web.Request) -> web.Response:
@@ -20,3 +20,7 @@ async def healthz(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
         await conn.execute(text("SELECT 1"))
     return web.json_response({"status": "ok"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI_JSON], content_type="application/json")
