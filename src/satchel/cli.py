@@ -116,8 +116,8 @@ def _demo(settings: Settings) -> int:
 
 
 def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]:
-    """`auto` is asyncio: its loop.sendfile keeps archive bodies zero-copy, and that
-    measured 0.99x nginx against 0.64x for uvloop, which has no sendfile (RESULTS.md)."""
+    """`auto` is asyncio: its loop.sendfile keeps archive bodies zero-copy; uvloop has
+    none and measured slower on archives (bench/RESULTS.md)."""
     if settings.event_loop != "uvloop":
         return asyncio.new_event_loop
     try:
