@@ -282,8 +282,8 @@ class ArchiveSender:
     computed: list[CrcEntry] = field(default_factory=list)
     _crcs: dict[int, int] = field(default_factory=dict)
     _open: _OpenFile | None = None
-    # The next entry's file and its CRC being computed in a thread while the
-    # current body goes out: CPU for the CRC overlaps the kernel's copy.
+    # Files of the next entries, their CRCs being computed in threads while the
+    # current body goes out: the CRC work overlaps the kernel's copy.
     _ahead: dict[int, tuple[_OpenFile, asyncio.Future[int]]] = field(default_factory=dict)
     _stop: int = 0
 
@@ -360,10 +360,10 @@ class ArchiveSender:
             if following in self._ahead or following in self._crcs or source.version in self.known:
                 continue
             opened = _OpenFile(following, source)
-            self._ahead[following] = (
-                opened,
-                asyncio.ensure_future(blocking(_crc_of, opened, self.chunk_size)),
-            )
+            task = asyncio.ensure_future(blocking(_crc_of, opened, self.chunk_size))
+            # A failure surfaces when the entry is reached; if it never is, stay quiet.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._ahead[following] = (opened, task)
 
     async def _send_central(self, start: int, stop: int) -> None:
         layout = self.manifest.layout

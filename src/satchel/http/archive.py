@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import BinaryIO
 
 from aiohttp import web
 
-from satchel.archive import ArchiveSender
+from satchel.archive import ArchiveSender, Manifest
 from satchel.errors import ArchiveChanged, PreconditionFailed, RangeNotSatisfiable
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, SETTINGS
@@ -47,9 +48,7 @@ class ResponseSink:
 
 async def archive(request: web.Request) -> web.StreamResponse:
     folder = request.match_info["folder"]
-    archives = request.app[ARCHIVES]
-    settings = request.app[SETTINGS]
-    manifest = await archives.manifest(folder)
+    manifest = await request.app[ARCHIVES].manifest(folder)
     size = manifest.layout.size
     decision = evaluate(
         request.method, request.headers, Validators(manifest.etag, manifest.last_modified, size)
@@ -71,11 +70,11 @@ async def archive(request: web.Request) -> web.StreamResponse:
     headers["Content-Disposition"] = content_disposition(f"{folder}.zip")
     headers["X-Accel-Buffering"] = "no"
     ranges = decision.ranges or ((0, size),)
-    multipart: Multipart | None = None
+    parts: Iterable[bytes | tuple[int, int]] = ranges
     if len(ranges) > 1:
         multipart = Multipart(f"satchel-{secrets.token_hex(12)}", ZIP, size, ranges)
         headers["Content-Type"] = multipart.media_type
-        length = multipart.length
+        parts, length = multipart.parts(), multipart.length
     else:
         headers["Content-Type"] = ZIP
         length = ranges[0][1] - ranges[0][0]
@@ -86,11 +85,23 @@ async def archive(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    known = await archives.store.load(folder)
+    await _stream(request, response, manifest, parts)
+    return response
+
+
+async def _stream(
+    request: web.Request,
+    response: web.StreamResponse,
+    manifest: Manifest,
+    parts: Iterable[bytes | tuple[int, int]],
+) -> None:
+    """Send the planned parts; after the headers, an error can only cut the connection."""
+    archives, settings = request.app[ARCHIVES], request.app[SETTINGS]
+    folder, length = manifest.folder, response.content_length
     sink = ResponseSink(request, response)
     sender = ArchiveSender(
         manifest,
-        known,
+        await archives.store.load(folder),
         sink,
         chunk_size=settings.chunk_size,
         delay=settings.delay,
@@ -98,29 +109,25 @@ async def archive(request: web.Request) -> web.StreamResponse:
     )
     try:
         await response.prepare(request)
-        for part in multipart.parts() if multipart else ranges:
+        for part in parts:
             if isinstance(part, bytes):
                 await sink.write(part)
             else:
                 await sender.send(*part)
         await response.write_eof()
-    except ConnectionError:
+    except (ConnectionError, asyncio.CancelledError) as exc:
         log.info(
-            "Download was interrupted: archive %s after %d of %d bytes", folder, sink.sent, length
+            "Download was interrupted: archive %s after %d of %s bytes", folder, sink.sent, length
         )
-    except asyncio.CancelledError:
-        log.info(
-            "Download was interrupted: archive %s after %d of %d bytes", folder, sink.sent, length
-        )
-        raise
+        if isinstance(exc, asyncio.CancelledError):
+            raise
     except ArchiveChanged as exc:
-        log.error("Aborted archive %s after %d of %d bytes: %s", folder, sink.sent, length, exc)
+        log.error("Aborted archive %s after %d of %s bytes: %s", folder, sink.sent, length, exc)
         if request.transport is not None:
             request.transport.abort()
     finally:
         await sender.close()
         await _remember(request, folder, sender)
-    return response
 
 
 async def _remember(request: web.Request, folder: str, sender: ArchiveSender) -> None:
