@@ -14,6 +14,7 @@ NASTY_NAMES = [
     "deep/a/b/c/d/e/f.bin",
     "spaces and 'quotes'.txt",
     "日本語.txt",
+    "long/" + "ж" * 120 + "/" + "очень длинное имя " * 6 + ".jpg",  # 240-byte component
 ]
 
 

@@ -17,7 +17,7 @@ from satchel.zipstream.layout import dos_datetime
 segment = st.text(
     alphabet=st.sampled_from(list("abcXYZ019_-. ") + list("яЖё") + ["😀", "日", "é"]),
     min_size=1,
-    max_size=12,
+    max_size=80,  # up to 320 bytes of UTF-8 per component
 ).filter(lambda s: s.strip(" .") == s and s not in (".", ".."))
 names = st.lists(segment, min_size=1, max_size=4).map("/".join)
 limits = st.one_of(
