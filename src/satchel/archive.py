@@ -181,7 +181,7 @@ class Sink(Protocol):
     async def write(self, data: bytes) -> None: ...
 
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> int:
-        """Send ``count`` bytes of ``file`` from ``offset``; return how many went out."""
+        """Send ``count`` bytes of ``file`` from ``offset``; fewer if the file shrank."""
         ...
 
 
@@ -278,7 +278,6 @@ class ArchiveSender:
     sink: Sink
     chunk_size: int = 1024 * 1024
     delay: float = 0.0
-    use_sendfile: bool = True
     computed: list[CrcEntry] = field(default_factory=list)
     _crcs: dict[int, int] = field(default_factory=dict)
     _open: _OpenFile | None = None
@@ -382,25 +381,20 @@ class ArchiveSender:
         opened = await self._file(index)
         self._look_ahead(index)
         assert opened.file is not None
-        if self.use_sendfile and self.delay == 0:
-            try:
-                sent = await self.sink.sendfile(opened.file, offset, count)
-            except NotImplementedError:  # e.g. uvloop or TLS: fall back to reads, once
-                self.use_sendfile = False
-                await self._send_body(index, offset, count)
-                return
+        if self.delay == 0:
+            sent = await self.sink.sendfile(opened.file, offset, count)
             self._log_chunk(sent)
             if sent != count:
                 raise ArchiveChanged(f"{opened.source.version.name} shrank while being sent")
-        else:
-            fd = opened.file.fileno()
-            end = offset + count
-            while offset < end:
-                data = await blocking(os.pread, fd, min(self.chunk_size, end - offset), offset)
-                if not data:
-                    raise ArchiveChanged(f"{opened.source.version.name} shrank while being sent")
-                await self._write(data)
-                offset += len(data)
+            return
+        fd = opened.file.fileno()  # with a per-chunk delay: chunk by chunk, pausing
+        end = offset + count
+        while offset < end:
+            data = await blocking(os.pread, fd, min(self.chunk_size, end - offset), offset)
+            if not data:
+                raise ArchiveChanged(f"{opened.source.version.name} shrank while being sent")
+            await self._write(data)
+            offset += len(data)
 
     async def _write(self, data: bytes) -> None:
         await self.sink.write(data)

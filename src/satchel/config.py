@@ -35,6 +35,25 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     sendfile: bool = True
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    # File storage with links
+    public_url: str | None = None  # base for links; default: the request's own origin
+    upload_token: tuple[str, ...] = Field((), repr=False)
+    upload_token_file: Path | None = None
+    max_upload_size: int = Field(10 * 1024**3, ge=1)
+    disk_reserve: int = Field(256 * MiB, ge=0)
+    read_timeout: float = Field(60.0, gt=0, le=3600)
+    default_max_days: int = Field(7, ge=1)
+    max_days: int = Field(30, ge=1)
+    default_max_downloads: int | None = Field(None, ge=1)
+    max_downloads: int | None = Field(None, ge=1)
+    purge_interval: float = Field(60.0, gt=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
 
     @field_validator("db")
     @classmethod
@@ -48,6 +67,14 @@ class Settings(BaseSettings):
         if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
         return value
+
+    def upload_tokens(self) -> frozenset[str]:
+        """Tokens from --upload-token and --upload-token-file (one a line, # comments)."""
+        tokens = set(self.upload_token)
+        if self.upload_token_file is not None:
+            text = self.upload_token_file.read_text()
+            tokens |= {t for line in text.splitlines() if (t := line.split("#")[0].strip())}
+        return frozenset(tokens)
 
     @property
     def db_url(self) -> str:
@@ -74,7 +101,20 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def check_paths(settings: Settings) -> None:
-    """Fail before binding when the folders cannot work."""
+    """Fail before binding when the folders or the settings cannot work."""
+    if settings.default_max_days > settings.max_days:
+        raise ConfigError("default_max_days is larger than max_days")
+    if (
+        settings.max_downloads is not None
+        and settings.default_max_downloads is not None
+        and settings.default_max_downloads > settings.max_downloads
+    ):
+        raise ConfigError("default_max_downloads is larger than max_downloads")
+    if settings.upload_token_file is not None:
+        try:
+            settings.upload_tokens()
+        except OSError as exc:
+            raise ConfigError(f"cannot read upload token file: {exc}") from exc
     if not settings.photos.is_dir():
         raise ConfigError(
             f"photos folder {str(settings.photos)!r} does not exist or is not a folder"

@@ -6,11 +6,18 @@ Every error a client can see is a :class:`SatchelError` subclass with a stable
 renders them as JSON or HTML in one middleware.
 
     SatchelError
+    ├── BadRequest          400
+    │   └── DigestMismatch  400
+    ├── Unauthorized        401
     ├── NotFound            404
-    │   └── ArchiveNotFound 404 (HTML page for browsers, bilingual)
+    │   ├── ArchiveNotFound 404 (HTML page for browsers, bilingual)
+    │   └── FileNotFound    404
     ├── MethodNotAllowed    405
+    ├── RequestTimeout      408
     ├── PreconditionFailed  412
+    ├── PayloadTooLarge     413
     ├── RangeNotSatisfiable 416
+    ├── InsufficientStorage 507
     └── ConfigError         (not HTTP: the CLI prints it and exits 2)
 """
 
@@ -28,6 +35,23 @@ class SatchelError(Exception):
         super().__init__(self.message)
 
 
+class BadRequest(SatchelError):
+    code = "bad_request"
+    status = 400
+    message = "The request is malformed."
+
+
+class DigestMismatch(BadRequest):
+    code = "digest_mismatch"
+    message = "The body does not match its Content-Digest / Repr-Digest; nothing was stored."
+
+
+class Unauthorized(SatchelError):
+    code = "unauthorized"
+    status = 401
+    message = "This needs 'Authorization: Bearer <upload token>'."
+
+
 class NotFound(SatchelError):
     code = "not_found"
     status = 404
@@ -40,6 +64,11 @@ class ArchiveNotFound(NotFound):
     message_ru = "Архив не существует или был удален"
 
 
+class FileNotFound(NotFound):
+    code = "file_not_found"
+    message = "No such file: the id is unknown, or the file expired, was used up or was deleted."
+
+
 class MethodNotAllowed(SatchelError):
     code = "method_not_allowed"
     status = 405
@@ -50,6 +79,24 @@ class PreconditionFailed(SatchelError):
     code = "precondition_failed"
     status = 412
     message = "A precondition (If-Match / If-Unmodified-Since) did not hold."
+
+
+class RequestTimeout(SatchelError):
+    code = "request_timeout"
+    status = 408
+    message = "The request body stalled; nothing was stored."
+
+
+class PayloadTooLarge(SatchelError):
+    code = "payload_too_large"
+    status = 413
+    message = "The upload is larger than this server accepts; nothing was stored."
+
+
+class InsufficientStorage(SatchelError):
+    code = "insufficient_storage"
+    status = 507
+    message = "The server has not enough free space for this upload; nothing was stored."
 
 
 class RangeNotSatisfiable(SatchelError):

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive import CrcEntry, FileVersion
 from satchel.metadata.crc import SqlCrcStore
-from satchel.metadata.db import create_engine, migrate
+from satchel.metadata.db import HEAD, create_engine, migrate
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ async def test_migrations_are_idempotent(engine: AsyncEngine) -> None:
     await migrate(engine)
     async with engine.connect() as conn:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    assert version == "0001"
+    assert version == HEAD
 
 
 def test_head_constant_is_the_newest_migration() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Iterable
-from typing import BinaryIO
 
 from aiohttp import web
 
@@ -14,36 +13,12 @@ from satchel.archive import ArchiveSender, Manifest
 from satchel.errors import ArchiveChanged, PreconditionFailed, RangeNotSatisfiable
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, SETTINGS
+from satchel.http.streaming import ResponseSink
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
 
 log = logging.getLogger("satchel.archive")
 
 ZIP = "application/zip"
-
-
-class ResponseSink:
-    """Writes archive bytes to a prepared response; bodies by sendfile when possible."""
-
-    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
-        self._request = request
-        self._response = response
-        self.sent = 0
-
-    async def write(self, data: bytes) -> None:
-        await self._response.write(data)
-        self.sent += len(data)
-
-    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> int:
-        transport = self._request.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("Connection lost")
-        loop = asyncio.get_running_loop()
-        try:
-            sent = await loop.sendfile(transport, file, offset, count, fallback=False)
-        except asyncio.SendfileNotAvailableError as exc:
-            raise NotImplementedError(str(exc)) from exc
-        self.sent += sent
-        return sent
 
 
 async def archive(request: web.Request) -> web.StreamResponse:
@@ -98,14 +73,15 @@ async def _stream(
     """Send the planned parts; after the headers, an error can only cut the connection."""
     archives, settings = request.app[ARCHIVES], request.app[SETTINGS]
     folder, length = manifest.folder, response.content_length
-    sink = ResponseSink(request, response)
+    sink = ResponseSink(
+        request, response, use_sendfile=settings.sendfile, chunk_size=settings.chunk_size
+    )
     sender = ArchiveSender(
         manifest,
         await archives.store.load(folder),
         sink,
         chunk_size=settings.chunk_size,
         delay=settings.delay,
-        use_sendfile=settings.sendfile,
     )
     try:
         await response.prepare(request)

@@ -1,6 +1,6 @@
 """The SQL schema (SQLAlchemy core). Migrations in ``migrations/`` create it."""
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text, func
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, Table, Text, func
 
 metadata = MetaData()
 
@@ -16,4 +16,22 @@ crc_cache = Table(
     Column("inode", BigInteger, nullable=False),
     Column("crc32", BigInteger, nullable=False),
     Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Uploaded files. The stored bytes live under <data>/files/<id[:2]>/<id>, by id only.
+files = Table(
+    "files",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("crc32", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("max_downloads", Integer, nullable=True),
+    Column("downloads", Integer, nullable=False, server_default="0"),
+    Column("delete_token_sha256", Text, nullable=False),
+    Index("files_expires_at", "expires_at"),
 )

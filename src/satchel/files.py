@@ -1,0 +1,162 @@
+"""Files behind links: records, the repository protocol, and the pure rules.
+
+Ids and delete tokens, retention limits, safe display names and links are pure
+functions; the repository (SQL) and storage (local disk) sit behind protocols.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+from urllib.parse import quote
+
+from satchel.errors import BadRequest
+
+ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")  # 16 random bytes, URL-safe base64
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    id: str
+    name: str
+    size: int
+    content_type: str
+    sha256: str  # hex
+    crc32: int
+    created_at: datetime
+    expires_at: datetime
+    max_downloads: int | None
+    downloads: int = 0
+
+    @property
+    def downloads_left(self) -> int | None:
+        return None if self.max_downloads is None else max(self.max_downloads - self.downloads, 0)
+
+    def available(self, now: datetime) -> bool:
+        return self.expires_at > now and self.downloads_left != 0
+
+
+class FileRepo(Protocol):
+    """Metadata of stored files."""
+
+    async def insert(self, record: StoredFile, delete_token_sha256: str) -> None: ...
+
+    async def get(self, file_id: str) -> StoredFile | None:
+        """The record, whatever its state (callers check ``available``)."""
+        ...
+
+    async def count_download(self, file_id: str, now: datetime) -> bool:
+        """Atomically count one completed download; False if none was left."""
+        ...
+
+    async def delete(self, file_id: str, delete_token_sha256: str) -> bool:
+        """Remove the record if the token matches; True if it was removed."""
+        ...
+
+    async def purge(self, now: datetime) -> list[str]:
+        """Remove records that expired or have no downloads left; their ids."""
+        ...
+
+    async def known(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` have a record."""
+        ...
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def new_delete_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def token_digest(token: str) -> str:
+    """Delete tokens are stored only as this hash (they are random, so SHA-256 suffices)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    max_downloads: int | None
+    days: int
+
+
+def retention(
+    max_downloads: str | None,
+    max_days: str | None,
+    *,
+    default_days: int,
+    days_limit: int,
+    default_downloads: int | None,
+    downloads_limit: int | None,
+) -> Retention:
+    """The Max-Downloads / Max-Days a client asked for, bounded by the server's maxima."""
+    downloads = _positive("Max-Downloads", max_downloads) or default_downloads
+    if downloads_limit is not None:
+        downloads = min(downloads or downloads_limit, downloads_limit)
+    days = min(_positive("Max-Days", max_days) or default_days, days_limit)
+    return Retention(downloads, days)
+
+
+def _positive(header: str, value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise BadRequest(f"{header} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
+def expiry(created: datetime, days: int) -> datetime:
+    return created + timedelta(days=days)
+
+
+def display_name(raw: str | None, file_id: str, content_type: str) -> str:
+    """The client's filename as metadata: last path part, no control characters."""
+    name = unicodedata.normalize("NFC", raw or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    if name in ("", ".", ".."):
+        subtype = content_type.split("/", 1)[-1].split("+")[0]
+        extension = subtype if subtype.isalnum() and subtype != "octet-stream" else "bin"
+        name = f"{file_id}.{extension}"
+    return name[:255]
+
+
+def media_type(raw: str | None) -> str:
+    value = (raw or "").split(";", 1)[0].strip().lower()
+    return value if _MEDIA_TYPE.match(value) else "application/octet-stream"
+
+
+def links(base: str, file_id: str, delete_token: str | None = None) -> dict[str, str]:
+    result = {
+        "check": f"{base}/check/{file_id}",
+        "download": f"{base}/files/{file_id}/",
+    }
+    if delete_token is not None:
+        result["delete"] = f"{base}/files/{file_id}/?token={quote(delete_token)}"
+    return result
+
+
+def describe(record: StoredFile, base: str, delete_token: str | None = None) -> dict[str, object]:
+    """The JSON a client sees for a stored file."""
+    body: dict[str, object] = {
+        "id": record.id,
+        "name": record.name,
+        "size": record.size,
+        "content_type": record.content_type,
+        "sha256": record.sha256,
+        "created_at": record.created_at.isoformat(),
+        "expires_at": record.expires_at.isoformat(),
+        "downloads_left": record.downloads_left,
+        "links": links(base, record.id, delete_token),
+    }
+    if delete_token is not None:
+        body["delete_token"] = delete_token
+    return body

@@ -1,0 +1,109 @@
+"""File metadata over SQL (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from satchel.files import StoredFile
+from satchel.metadata.tables import files
+
+_BATCH = 500
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _record(row: Any) -> StoredFile:
+    return StoredFile(
+        id=row.id,
+        name=row.name,
+        size=row.size,
+        content_type=row.content_type,
+        sha256=row.sha256,
+        crc32=row.crc32,
+        created_at=_utc(row.created_at),
+        expires_at=_utc(row.expires_at),
+        max_downloads=row.max_downloads,
+        downloads=row.downloads,
+    )
+
+
+class SqlFileRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert(self, record: StoredFile, delete_token_sha256: str) -> None:
+        values = {
+            "id": record.id,
+            "name": record.name,
+            "size": record.size,
+            "content_type": record.content_type,
+            "sha256": record.sha256,
+            "crc32": record.crc32,
+            "created_at": record.created_at,
+            "expires_at": record.expires_at,
+            "max_downloads": record.max_downloads,
+            "downloads": record.downloads,
+            "delete_token_sha256": delete_token_sha256,
+        }
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(files).values(**values))
+
+    async def get(self, file_id: str) -> StoredFile | None:
+        query = select(files).where(files.c.id == file_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _record(row)
+
+    async def count_download(self, file_id: str, now: datetime) -> bool:
+        # One statement, so concurrent downloads on any number of workers count exactly.
+        stmt = (
+            update(files)
+            .where(
+                files.c.id == file_id,
+                files.c.expires_at > now,
+                or_(files.c.max_downloads.is_(None), files.c.downloads < files.c.max_downloads),
+            )
+            .values(downloads=files.c.downloads + 1)
+            .returning(files.c.downloads)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    async def delete(self, file_id: str, delete_token_sha256: str) -> bool:
+        stmt = (
+            delete(files)
+            .where(files.c.id == file_id, files.c.delete_token_sha256 == delete_token_sha256)
+            .returning(files.c.id)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    async def purge(self, now: datetime) -> list[str]:
+        stmt = (
+            delete(files)
+            .where(
+                or_(
+                    files.c.expires_at <= now,
+                    files.c.downloads >= files.c.max_downloads,
+                )
+            )
+            .returning(files.c.id)
+        )
+        async with self._engine.begin() as conn:
+            return [row.id for row in await conn.execute(stmt)]
+
+    async def known(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        async with self._engine.connect() as conn:
+            for at in range(0, len(ids), _BATCH):
+                query = select(files.c.id).where(files.c.id.in_(ids[at : at + _BATCH]))
+                found.update(row.id for row in await conn.execute(query))
+        return found

@@ -1,0 +1,1 @@
+"""Where uploaded bytes live. Local files by default."""

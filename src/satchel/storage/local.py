@@ -1,0 +1,108 @@
+"""Local storage: files kept by id under <data>/files, written durably.
+
+Every method blocks; async code calls them through ``satchel.archive.blocking``.
+A file becomes visible only through ``commit``: temp file, fsync, rename into
+place, fsync of the directory. A crash leaves either no file or a whole one;
+leftover temp files are removed by ``sweep_temp`` at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger("satchel.storage")
+
+
+class TempFile:
+    """A file being received; hashes (SHA-256, CRC-32) as bytes are written."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / f"{secrets.token_hex(16)}.part"
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        self.size = 0
+        self.crc32 = 0
+        self._sha256 = hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._sha256.update(data)
+        self.crc32 = zlib.crc32(data, self.crc32)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> bytes:
+        return self._sha256.digest()
+
+    def finish(self) -> None:
+        """Flush to stable storage and close."""
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.unlink(missing_ok=True)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStorage:
+    def __init__(self, data: Path) -> None:
+        self.root = data / "files"
+        self.tmp = data / "tmp"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, file_id: str) -> Path:
+        return self.root / file_id[:2] / file_id
+
+    def create(self) -> TempFile:
+        return TempFile(self.tmp)
+
+    def commit(self, temp: TempFile, file_id: str) -> Path:
+        """Make a finished temp file durable under its id; after this a crash keeps it."""
+        target = self.path(file_id)
+        target.parent.mkdir(exist_ok=True)
+        os.rename(temp.path, target)
+        fsync_dir(target.parent)
+        fsync_dir(self.root)
+        return target
+
+    def remove(self, file_id: str) -> None:
+        self.path(file_id).unlink(missing_ok=True)
+
+    def ids(self) -> Iterator[str]:
+        for shard in self.root.iterdir():
+            if shard.is_dir():
+                yield from (p.name for p in shard.iterdir() if p.is_file())
+
+    def sweep_temp(self) -> int:
+        """Remove uploads a crash left half-written."""
+        count = 0
+        for leftover in self.tmp.glob("*.part"):
+            leftover.unlink(missing_ok=True)
+            count += 1
+        return count
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
