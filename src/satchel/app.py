@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -9,12 +12,26 @@ from aiohttp import web
 
 from satchel.archive import Archives, blocking
 from satchel.config import Settings
+from satchel.filestore import FileStore
+from satchel.filestore import Limits as FileLimits
 from satchel.http.errors import error_middleware
-from satchel.http.keys import ARCHIVES, ENGINE, INDEX_HTML, OPENAPI_JSON, SETTINGS
+from satchel.http.keys import (
+    ARCHIVES,
+    ENGINE,
+    FILESTORE,
+    INDEX_HTML,
+    OPENAPI_JSON,
+    SETTINGS,
+    UPLOAD_TOKENS,
+)
 from satchel.http.routes import setup_routes
 from satchel.metadata.crc import SqlCrcStore
 from satchel.metadata.db import create_engine, migrate
+from satchel.metadata.files import SqlFileRepo
+from satchel.storage.local import LocalStorage
 from satchel.zipstream import Limits
+
+log = logging.getLogger("satchel")
 
 
 def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Application:
@@ -29,15 +46,41 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
             await migrate(engine)
             app[ENGINE] = engine
             app[ARCHIVES] = Archives(settings.photos, SqlCrcStore(engine), limits)
+            app[FILESTORE] = store = FileStore(
+                SqlFileRepo(engine),
+                await blocking(LocalStorage, settings.data),
+                FileLimits(
+                    settings.max_upload_size,
+                    settings.disk_reserve,
+                    settings.read_timeout,
+                    settings.chunk_size,
+                ),
+            )
+            app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)
+            await store.purge()
+            await store.sweep_orphans()
             app[INDEX_HTML] = await blocking(_read_page, "index.html")
             app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
+            housekeeping = asyncio.create_task(_purge_every(store, settings.purge_interval))
             yield
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
         finally:
             await engine.dispose()
 
     app.cleanup_ctx.append(resources_ctx)
     setup_routes(app)
     return app
+
+
+async def _purge_every(store: FileStore, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await store.purge()
+        except Exception:
+            log.exception("Purging expired files failed; trying again in %g s", seconds)
 
 
 def _read_page(name: str) -> bytes:

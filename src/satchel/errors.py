@@ -9,6 +9,7 @@ renders them as JSON or HTML in one middleware.
     ├── BadRequest          400
     │   └── DigestMismatch  400
     ├── Unauthorized        401
+    ├── Forbidden           403
     ├── NotFound            404
     │   ├── ArchiveNotFound 404 (HTML page for browsers, bilingual)
     │   └── FileNotFound    404
@@ -50,6 +51,12 @@ class Unauthorized(SatchelError):
     code = "unauthorized"
     status = 401
     message = "This needs 'Authorization: Bearer <upload token>'."
+
+
+class Forbidden(SatchelError):
+    code = "forbidden"
+    status = 403
+    message = "Not allowed."
 
 
 class NotFound(SatchelError):

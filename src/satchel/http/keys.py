@@ -5,9 +5,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive import Archives
 from satchel.config import Settings
+from satchel.filestore import FileStore
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 ARCHIVES = web.AppKey("archives", Archives)
 INDEX_HTML = web.AppKey("index_html", bytes)
 OPENAPI_JSON = web.AppKey("openapi_json", bytes)
+FILESTORE = web.AppKey("filestore", FileStore)
+UPLOAD_TOKENS = web.AppKey("upload_tokens", frozenset)

@@ -1,6 +1,6 @@
 from aiohttp import web
 
-from satchel.http import archive, pages
+from satchel.http import archive, files, pages
 
 
 def setup_routes(app: web.Application) -> None:
@@ -10,3 +10,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/openapi.json", pages.openapi)
     app.router.add_get("/archive/{folder}/", archive.archive)
     app.router.add_get("/archive/{folder}", archive.archive)
+    for path in ("/files/", "/upload/"):  # seed 003 and seed 004 spellings
+        app.router.add_post(path, files.upload, expect_handler=files.defer_expect)
+    app.router.add_get("/check/{id}", files.check)
+    app.router.add_get("/files/{id}/", files.download)
+    app.router.add_get("/download/{id}", files.download)
+    app.router.add_delete("/files/{id}/", files.delete)

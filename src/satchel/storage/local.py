@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("satchel.storage")
@@ -39,6 +38,10 @@ class TempFile:
         self._sha256.update(data)
         self.crc32 = zlib.crc32(data, self.crc32)
         self.size += len(data)
+
+    def write_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
 
     @property
     def sha256(self) -> bytes:
@@ -91,17 +94,26 @@ class LocalStorage:
     def remove(self, file_id: str) -> None:
         self.path(file_id).unlink(missing_ok=True)
 
-    def ids(self) -> Iterator[str]:
-        for shard in self.root.iterdir():
-            if shard.is_dir():
-                yield from (p.name for p in shard.iterdir() if p.is_file())
+    def ids_older_than(self, cutoff: float) -> list[str]:
+        """Ids of stored files last modified before ``cutoff`` (a Unix time)."""
+        return [
+            p.name
+            for shard in self.root.iterdir()
+            if shard.is_dir()
+            for p in shard.iterdir()
+            if p.is_file() and p.stat().st_mtime < cutoff
+        ]
 
-    def sweep_temp(self) -> int:
-        """Remove uploads a crash left half-written."""
+    def sweep_temp(self, cutoff: float) -> int:
+        """Remove temp files untouched since ``cutoff``: uploads a crash or a stall left."""
         count = 0
         for leftover in self.tmp.glob("*.part"):
-            leftover.unlink(missing_ok=True)
-            count += 1
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    count += 1
+            except FileNotFoundError:
+                continue
         return count
 
     def free_bytes(self) -> int:

@@ -1,0 +1,238 @@
+"""The file service: receive a stream durably, look files up, count, delete, purge.
+
+Order of a store, so that a crash at any moment leaves no record pointing at a
+missing or partial file: write a temp file while hashing, fsync, verify digests,
+rename into place, fsync the directory, and only then insert the record. A file
+without a record (a crash between the last two steps) is invisible, and swept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from satchel.archive import blocking
+from satchel.errors import (
+    BadRequest,
+    DigestMismatch,
+    FileNotFound,
+    InsufficientStorage,
+    PayloadTooLarge,
+    RequestTimeout,
+)
+from satchel.files import (
+    FileRepo,
+    Retention,
+    StoredFile,
+    display_name,
+    expiry,
+    new_delete_token,
+    new_id,
+    token_digest,
+)
+from satchel.storage.local import LocalStorage, TempFile
+
+log = logging.getLogger("satchel.files")
+
+_SPACE_CHECK_EVERY = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_size: int
+    disk_reserve: int
+    read_timeout: float
+    chunk_size: int
+
+
+def parse_digests(headers: Mapping[str, str]) -> bytes | None:
+    """The SHA-256 a client declared in Content-Digest or Repr-Digest (RFC 9530), if any.
+
+    For an upload without content coding both digests cover the same bytes.
+    """
+    declared: set[bytes] = set()
+    for name in ("Content-Digest", "Repr-Digest"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        for member in value.split(","):
+            algorithm, _, encoded = member.strip().partition("=")
+            if algorithm.strip().lower() != "sha-256":
+                continue  # unsupported algorithms may be ignored (RFC 9530 §2)
+            encoded = encoded.strip()
+            try:
+                if not (encoded.startswith(":") and encoded.endswith(":")):
+                    raise ValueError("not a byte sequence")
+                digest = base64.b64decode(encoded[1:-1], validate=True)
+            except ValueError as exc:
+                raise BadRequest(f"{name}: sha-256 must be :base64:, got {encoded!r}") from exc
+            if len(digest) != 32:
+                raise BadRequest(f"{name}: a sha-256 digest has 32 bytes, not {len(digest)}")
+            declared.add(digest)
+    if len(declared) > 1:
+        raise BadRequest("Content-Digest and Repr-Digest disagree")
+    return declared.pop() if declared else None
+
+
+class FileStore:
+    def __init__(self, repo: FileRepo, storage: LocalStorage, limits: Limits) -> None:
+        self.repo = repo
+        self.storage = storage
+        self.limits = limits
+
+    # -- admission, before any byte is read -------------------------------------------
+
+    async def admit(self, length: int | None) -> None:
+        """413 or 507 for a declared length, before the body is read."""
+        if length is not None and length > self.limits.max_upload_size:
+            raise PayloadTooLarge(
+                f"The upload has {length} bytes; this server accepts at most "
+                f"{self.limits.max_upload_size}. Nothing was stored."
+            )
+        free = await blocking(self.storage.free_bytes)
+        if free - (length or 0) < self.limits.disk_reserve:
+            raise InsufficientStorage()
+
+    # -- storing ---------------------------------------------------------------------
+
+    async def store(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        name_for: str | None,
+        content_type: str,
+        retention: Retention,
+        sha256: bytes | None = None,
+    ) -> tuple[StoredFile, str]:
+        """Receive, verify and commit one file; its record and its delete token."""
+        temp = await self.receive(chunks)
+        try:
+            if sha256 is not None and temp.sha256 != sha256:
+                raise DigestMismatch()
+            file_id = new_id()
+            await asyncio.shield(blocking(self.storage.commit, temp, file_id))
+        except BaseException:
+            await asyncio.shield(blocking(temp.discard))
+            raise
+        created = datetime.now(UTC)
+        record = StoredFile(
+            id=file_id,
+            name=display_name(name_for, file_id, content_type),
+            size=temp.size,
+            content_type=content_type,
+            sha256=temp.sha256.hex(),
+            crc32=temp.crc32,
+            created_at=created,
+            expires_at=expiry(created, retention.days),
+            max_downloads=retention.max_downloads,
+        )
+        token = new_delete_token()
+        try:
+            await self.repo.insert(record, token_digest(token))
+        except BaseException:
+            await asyncio.shield(blocking(self.storage.remove, file_id))
+            raise
+        log.info(
+            "Stored %s (%d bytes, sha256 %s) as %s",
+            record.name,
+            record.size,
+            record.sha256,
+            file_id,
+        )
+        return record, token
+
+    async def receive(self, chunks: AsyncIterator[bytes]) -> TempFile:
+        """Stream into a temp file (fsynced), hashing on the way; nothing kept on error."""
+        temp = await blocking(self.storage.create)
+        try:
+            pending: list[bytes] = []
+            pending_size = 0
+            next_space_check = _SPACE_CHECK_EVERY
+            async for chunk in _with_timeout(chunks, self.limits.read_timeout):
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if temp.size + pending_size > self.limits.max_upload_size:
+                    raise PayloadTooLarge()
+                if pending_size >= self.limits.chunk_size:
+                    await blocking(temp.write_all, pending)
+                    pending, pending_size = [], 0
+                    if temp.size >= next_space_check:
+                        next_space_check += _SPACE_CHECK_EVERY
+                        if await blocking(self.storage.free_bytes) < self.limits.disk_reserve:
+                            raise InsufficientStorage()
+            await blocking(temp.write_all, pending)
+            await blocking(temp.finish)
+        except BaseException:
+            await asyncio.shield(blocking(temp.discard))
+            raise
+        return temp
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def available(self, file_id: str) -> StoredFile:
+        record = await self.repo.get(file_id)
+        if record is None or not record.available(datetime.now(UTC)):
+            raise FileNotFound()
+        return record
+
+    def path(self, file_id: str) -> Path:
+        return self.storage.path(file_id)
+
+    async def count_download(self, file_id: str) -> bool:
+        return await self.repo.count_download(file_id, datetime.now(UTC))
+
+    async def delete(self, file_id: str, token: str) -> bool:
+        if not await self.repo.delete(file_id, token_digest(token)):
+            return False
+        await blocking(self.storage.remove, file_id)
+        return True
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    async def purge(self) -> int:
+        """Remove expired and used-up files, and uploads abandoned long ago."""
+        ids = await self.repo.purge(datetime.now(UTC))
+        for file_id in ids:
+            await blocking(self.storage.remove, file_id)
+        stale = time.time() - 2 * self.limits.read_timeout - 60
+        await blocking(self.storage.sweep_temp, stale)
+        if ids:
+            log.info("Purged %d expired or used-up files", len(ids))
+        return len(ids)
+
+    async def sweep_orphans(self, older_than: float = 3600) -> int:
+        """Remove stored files with no record (a crash between commit and insert).
+
+        Only old ones: another worker may be between those two steps right now.
+        """
+        cutoff = time.time() - older_than
+        candidates = await blocking(self.storage.ids_older_than, cutoff)
+        known = await self.repo.known(candidates)
+        orphans = [i for i in candidates if i not in known]
+        for file_id in orphans:
+            await blocking(self.storage.remove, file_id)
+        if orphans:
+            log.warning("Removed %d stored files that had no record", len(orphans))
+        return len(orphans)
+
+
+async def _with_timeout(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    iterator = aiter(chunks)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"No body bytes for {seconds:g} s; the upload was dropped."
+            ) from exc
+        if chunk:
+            yield chunk

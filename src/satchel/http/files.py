@@ -1,0 +1,268 @@
+"""Files behind links: upload, check, download, delete (seeds 003 and 004)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from email.policy import default as email_policy
+from typing import BinaryIO
+
+from aiohttp import BodyPartReader, web
+
+from satchel.archive import blocking
+from satchel.errors import (
+    BadRequest,
+    FileNotFound,
+    Forbidden,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    Unauthorized,
+)
+from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, retention
+from satchel.filestore import parse_digests
+from satchel.http.headers import content_disposition
+from satchel.http.keys import FILESTORE, SETTINGS, UPLOAD_TOKENS
+from satchel.http.streaming import ResponseSink
+from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
+
+log = logging.getLogger("satchel.files")
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+# -- shared ----------------------------------------------------------------------------
+
+
+def base_url(request: web.Request) -> str:
+    public = request.app[SETTINGS].public_url
+    return public or str(request.url.origin())
+
+
+def authorize_upload(request: web.Request) -> None:
+    """With --upload-token set, uploads and deletes need 'Authorization: Bearer <token>'."""
+    tokens = request.app[UPLOAD_TOKENS]
+    if not tokens:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not any(
+        hmac.compare_digest(given.strip().encode(), t.encode()) for t in tokens
+    ):
+        raise Unauthorized(headers={"WWW-Authenticate": 'Bearer realm="satchel"'})
+
+
+async def defer_expect(_request: web.Request) -> None:
+    """Expect: 100-continue is answered by the handler itself, after its checks."""
+    return None
+
+
+async def send_continue(request: web.Request) -> None:
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+def filename_from(request: web.Request) -> str | None:
+    """RFC 6266 Content-Disposition (filename* per RFC 8187 preferred), else ?name=."""
+    header = request.headers.get("Content-Disposition")
+    if header:
+        parsed = email_policy.header_factory("content-disposition", header)
+        name = parsed.params.get("filename")
+        if name:
+            return str(name)
+    return request.query.get("name")
+
+
+def _retention(request: web.Request) -> Retention:
+    s = request.app[SETTINGS]
+    return retention(
+        request.headers.get("Max-Downloads", request.query.get("max_downloads")),
+        request.headers.get("Max-Days", request.query.get("max_days")),
+        default_days=s.default_max_days,
+        days_limit=s.max_days,
+        default_downloads=s.default_max_downloads,
+        downloads_limit=s.max_downloads,
+    )
+
+
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    while chunk := await request.content.readany():
+        yield chunk
+
+
+async def _part_body(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(256 * 1024):
+        yield chunk
+
+
+# -- upload ----------------------------------------------------------------------------
+
+
+async def upload(request: web.Request) -> web.Response:
+    """POST /files/ and /upload/: the body is the file, or multipart/form-data `file` parts."""
+    authorize_upload(request)
+    store = request.app[FILESTORE]
+    kept = _retention(request)
+    await store.admit(request.content_length)
+    await send_continue(request)
+    if request.content_type == "multipart/form-data":
+        return await _upload_form(request, kept)
+    record, token = await store.store(
+        _body(request),
+        name_for=filename_from(request),
+        content_type=media_type(request.headers.get("Content-Type")),
+        retention=kept,
+        sha256=parse_digests(request.headers),
+    )
+    return _created(request, [(record, token)], single=True)
+
+
+async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
+    store = request.app[FILESTORE]
+    reader = await request.multipart()
+    stored: list[tuple[StoredFile, str]] = []
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            continue  # other form fields are not files
+        stored.append(
+            await store.store(
+                _part_body(part),
+                name_for=part.filename,
+                content_type=media_type(part.headers.get("Content-Type")),
+                retention=kept,
+            )
+        )
+    if not stored:
+        raise BadRequest("The form has no 'file' part.")
+    return _created(request, stored, single=False)
+
+
+def _created(
+    request: web.Request, stored: list[tuple[StoredFile, str]], *, single: bool
+) -> web.Response:
+    base = base_url(request)
+    described = [describe(record, base, token) for record, token in stored]
+    body: object = described[0] if single else {"files": described}
+    location = f"{base}/files/{stored[0][0].id}/"
+    return web.json_response(body, status=201, headers={"Location": location}, dumps=_dumps)
+
+
+# -- check, download, delete -----------------------------------------------------------
+
+
+def _file_id(request: web.Request) -> str:
+    file_id = request.match_info["id"]
+    if not ID_RE.fullmatch(file_id):
+        raise FileNotFound()
+    return file_id
+
+
+async def check(request: web.Request) -> web.Response:
+    record = await request.app[FILESTORE].available(_file_id(request))
+    return web.json_response(describe(record, base_url(request)), dumps=_dumps)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    """GET/HEAD /files/<id>/ and /download/<id>: Range, conditionals, sendfile."""
+    store = request.app[FILESTORE]
+    record = await store.available(_file_id(request))
+    etag = f'"{record.sha256[:40]}"'
+    created = int(record.created_at.timestamp())
+    decision = evaluate(request.method, request.headers, Validators(etag, created, record.size))
+    headers = {
+        "ETag": etag,
+        "Last-Modified": http_date(created),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(record.sha256)).decode()}:",
+    }
+    match decision.outcome:
+        case Outcome.NOT_MODIFIED:
+            return web.Response(status=304, headers=headers)
+        case Outcome.PRECONDITION_FAILED:
+            raise PreconditionFailed()
+        case Outcome.UNSATISFIABLE:
+            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{record.size}"})
+    headers["Content-Disposition"] = content_disposition(record.name)
+    ranges = decision.ranges or ((0, record.size),)
+    parts: Iterable[bytes | tuple[int, int]] = ranges
+    if len(ranges) > 1:
+        multipart = Multipart(
+            f"satchel-{secrets.token_hex(12)}", record.content_type, record.size, ranges
+        )
+        headers["Content-Type"] = multipart.media_type
+        parts, length = multipart.parts(), multipart.length
+    else:
+        headers["Content-Type"] = record.content_type
+        length = ranges[0][1] - ranges[0][0]
+        if decision.outcome is Outcome.PARTIAL:
+            headers["Content-Range"] = content_range(*ranges[0], record.size)
+    response = web.StreamResponse(status=decision.outcome.value, headers=headers)
+    response.content_length = length
+    if request.method == "HEAD":
+        await response.prepare(request)
+        return response
+    try:  # opened before the headers go out: a missing file is still a clean 404
+        file = await blocking(open, store.path(record.id), "rb", buffering=0)
+    except OSError as exc:
+        log.error("File %s has a record but no bytes: %s", record.id, exc)
+        raise FileNotFound() from exc
+    reaches_end = any(stop == record.size for start, stop in ranges)
+    try:
+        if await _send(request, response, file, parts) and reaches_end:
+            await store.count_download(record.id)
+    finally:
+        await asyncio.shield(blocking(file.close))
+    return response
+
+
+async def _send(
+    request: web.Request,
+    response: web.StreamResponse,
+    file: BinaryIO,
+    parts: Iterable[bytes | tuple[int, int]],
+) -> bool:
+    """Stream the parts; True if every byte went out."""
+    settings = request.app[SETTINGS]
+    sink = ResponseSink(
+        request, response, use_sendfile=settings.sendfile, chunk_size=settings.chunk_size
+    )
+    try:
+        await response.prepare(request)
+        for part in parts:
+            if isinstance(part, bytes):
+                await sink.write(part)
+            elif await sink.sendfile(file, part[0], part[1] - part[0]) != part[1] - part[0]:
+                log.error("File %s is shorter than its record", request.match_info["id"])
+                if request.transport is not None:
+                    request.transport.abort()
+                return False
+        await response.write_eof()
+    except ConnectionError:
+        log.info(
+            "Download was interrupted: file %s after %d of %s bytes",
+            request.match_info["id"],
+            sink.sent,
+            response.content_length,
+        )
+        return False
+    return True
+
+
+async def delete(request: web.Request) -> web.Response:
+    """DELETE /files/<id>/ with its delete token (?token= or X-Delete-Token)."""
+    authorize_upload(request)
+    file_id = _file_id(request)
+    token = request.query.get("token") or request.headers.get("X-Delete-Token")
+    store = request.app[FILESTORE]
+    if token and await store.delete(file_id, token):
+        return web.Response(status=204)
+    if await store.repo.get(file_id) is None:
+        raise FileNotFound()
+    if not token:
+        raise Forbidden("Deleting needs the delete token: ?token=… or X-Delete-Token.")
+    raise Forbidden("The delete token does not match.")

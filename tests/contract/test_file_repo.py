@@ -1,0 +1,82 @@
+"""One suite for file metadata, against SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from satchel.files import StoredFile, new_id, token_digest
+from satchel.metadata.db import create_engine, migrate
+from satchel.metadata.files import SqlFileRepo
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def repo(db_url: str) -> AsyncIterator[SqlFileRepo]:
+    engine: AsyncEngine = create_engine(db_url)
+    await migrate(engine)
+    yield SqlFileRepo(engine)
+    await engine.dispose()
+
+
+def record(**changes: object) -> StoredFile:
+    base = StoredFile(
+        id=new_id(), name="фото.jpg", size=10, content_type="image/jpeg", sha256="ab" * 32,
+        crc32=0xFFFFFFFF, created_at=NOW, expires_at=NOW + timedelta(days=7), max_downloads=None,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_insert_then_get_round_trips(repo: SqlFileRepo) -> None:
+    r = record(max_downloads=3)
+    await repo.insert(r, token_digest("t"))
+    assert await repo.get(r.id) == r
+    assert await repo.get("missing") is None
+
+
+async def test_concurrent_counts_never_pass_the_maximum(repo: SqlFileRepo) -> None:
+    r = record(max_downloads=5)
+    await repo.insert(r, token_digest("t"))
+    counted = await asyncio.gather(*(repo.count_download(r.id, NOW) for _ in range(20)))
+    assert counted.count(True) == 5
+    got = await repo.get(r.id)
+    assert got is not None and got.downloads == 5 and got.downloads_left == 0
+
+
+async def test_unlimited_files_count_every_download(repo: SqlFileRepo) -> None:
+    r = record()
+    await repo.insert(r, token_digest("t"))
+    assert all([await repo.count_download(r.id, NOW) for _ in range(3)])
+    got = await repo.get(r.id)
+    assert got is not None and got.downloads == 3 and got.downloads_left is None
+
+
+async def test_expired_files_do_not_count(repo: SqlFileRepo) -> None:
+    r = record(expires_at=NOW - timedelta(seconds=1))
+    await repo.insert(r, token_digest("t"))
+    assert not await repo.count_download(r.id, NOW)
+
+
+async def test_delete_needs_the_right_token(repo: SqlFileRepo) -> None:
+    r = record()
+    await repo.insert(r, token_digest("secret"))
+    assert not await repo.delete(r.id, token_digest("wrong"))
+    assert await repo.get(r.id) is not None
+    assert await repo.delete(r.id, token_digest("secret"))
+    assert await repo.get(r.id) is None
+
+
+async def test_purge_removes_expired_and_used_up_only(repo: SqlFileRepo) -> None:
+    expired = record(expires_at=NOW - timedelta(minutes=1))
+    used_up = record(max_downloads=1, downloads=1)
+    alive = record(max_downloads=2, downloads=1)
+    for r in (expired, used_up, alive):
+        await repo.insert(r, token_digest("t"))
+    assert sorted(await repo.purge(NOW)) == sorted([expired.id, used_up.id])
+    assert await repo.known([expired.id, used_up.id, alive.id, "nope"]) == {alive.id}

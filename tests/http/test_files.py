@@ -1,0 +1,239 @@
+"""Files behind links through a real socket: upload, check, download, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from .conftest import ClientFactory
+
+
+def stored_files(data_dir: Path) -> list[Path]:
+    return sorted(p for p in (data_dir / "files").rglob("*") if p.is_file())
+
+
+def temp_files(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "tmp").glob("*"))
+
+
+async def upload(client: TestClient[Any, Any], data: bytes, **headers: str) -> dict[str, Any]:
+    resp = await client.post("/files/", data=data, headers=headers)
+    assert resp.status == 201, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    assert resp.headers["Location"] == body["links"]["download"]
+    return body
+
+
+async def test_upload_stores_bytes_and_answers_with_links(
+    make_client: ClientFactory, data_dir: Path
+) -> None:
+    client = await make_client()
+    data = os.urandom(300_000)
+    disposition = "attachment; filename*=UTF-8''%D1%84%D0%BE%D1%82%D0%BE.jpg"
+    body = await upload(
+        client, data, **{"Content-Disposition": disposition, "Content-Type": "image/jpeg"}
+    )
+    assert body["name"] == "фото.jpg"
+    assert body["size"] == len(data)
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert body["content_type"] == "image/jpeg"
+    assert len(body["id"]) == 22 and body["downloads_left"] is None
+    assert set(body["links"]) == {"check", "download", "delete"}
+    [path] = stored_files(data_dir)
+    assert path.name == body["id"] and path.read_bytes() == data  # stored by id, not by name
+    assert temp_files(data_dir) == []
+
+
+async def test_client_filename_is_only_metadata(make_client: ClientFactory, data_dir: Path) -> None:
+    client = await make_client()
+    body = await upload(
+        client, b"x", **{"Content-Disposition": 'attachment; filename="../../etc/passwd"'}
+    )
+    assert body["name"] == "passwd"
+    assert not (data_dir.parent / "etc").exists()
+    nameless = await upload(client, b"y", **{"Content-Type": "image/png"})
+    assert nameless["name"] == f"{nameless['id']}.png"
+    by_query = await client.post("/upload/?name=report.pdf", data=b"%PDF")
+    assert (await by_query.json())["name"] == "report.pdf"
+
+
+async def test_multipart_form_with_several_files(make_client: ClientFactory) -> None:
+    client = await make_client()
+    form = aiohttp.FormData()
+    form.add_field("file", b"first", filename="a.txt", content_type="text/plain")
+    form.add_field("note", "not a file")
+    form.add_field("file", b"second!", filename="b.bin")
+    resp = await client.post("/upload/", data=form)
+    assert resp.status == 201
+    files = (await resp.json())["files"]
+    assert [(f["name"], f["size"], f["content_type"]) for f in files] == [
+        ("a.txt", 5, "text/plain"),
+        ("b.bin", 7, "application/octet-stream"),
+    ]
+    for f in files:
+        got = await client.get(f"/files/{f['id']}/")
+        assert await got.read() == (b"first" if f["name"] == "a.txt" else b"second!")
+
+
+async def test_download_headers_ranges_and_conditionals(make_client: ClientFactory) -> None:
+    client = await make_client()
+    data = os.urandom(100_000)
+    body = await upload(
+        client,
+        data,
+        **{"Content-Type": "text/html", "Content-Disposition": 'attachment; filename="x.html"'},
+    )
+    for path in (f"/files/{body['id']}/", f"/download/{body['id']}"):
+        resp = await client.get(path)
+        assert await resp.read() == data
+        assert resp.headers["Content-Type"].startswith("text/html")
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Content-Disposition"].startswith('attachment; filename="x.html"')
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        assert resp.headers["Repr-Digest"] == f"sha-256=:{digest}:"
+    path = f"/files/{body['id']}/"
+    etag = (await client.head(path)).headers["ETag"]
+    part = await client.get(path, headers={"Range": "bytes=10-19"})
+    assert part.status == 206 and await part.read() == data[10:20]
+    assert part.headers["Repr-Digest"] == resp.headers["Repr-Digest"]  # the whole file's
+    multi = await client.get(path, headers={"Range": "bytes=0-1,-2"})
+    assert multi.status == 206 and multi.headers["Content-Type"].startswith("multipart/byteranges")
+    assert (await client.get(path, headers={"If-None-Match": etag})).status == 304
+    assert (await client.get(path, headers={"Range": "bytes=999999-"})).status == 416
+    stale = await client.get(path, headers={"Range": "bytes=0-0", "If-Range": '"old"'})
+    assert stale.status == 200
+
+
+async def test_max_downloads_counts_only_complete_downloads(make_client: ClientFactory) -> None:
+    client = await make_client()
+    data = os.urandom(10_000)
+    body = await upload(client, data, **{"Max-Downloads": "2"})
+    path = f"/files/{body['id']}/"
+    assert await (await client.get(path, headers={"Range": "bytes=0-4999"})).read() == data[:5000]
+    assert (await (await client.get(f"/check/{body['id']}")).json())["downloads_left"] == 2
+    # resuming the rest completes one download
+    assert await (await client.get(path, headers={"Range": "bytes=5000-"})).read() == data[5000:]
+    assert (await (await client.get(f"/check/{body['id']}")).json())["downloads_left"] == 1
+    assert await (await client.get(path)).read() == data
+    gone = await client.get(path)
+    assert gone.status == 404 and (await gone.json())["error"] == "file_not_found"
+    assert (await client.get(f"/check/{body['id']}")).status == 404
+
+
+async def test_limits_are_bounded_by_the_server(make_client: ClientFactory) -> None:
+    client = await make_client(max_days=3, max_downloads=10)
+    body = await upload(client, b"x", **{"Max-Days": "365", "Max-Downloads": "1000"})
+    assert body["downloads_left"] == 10
+    kept = datetime.fromisoformat(body["expires_at"]) - datetime.fromisoformat(body["created_at"])
+    assert kept == timedelta(days=3)
+    bad = await client.post("/files/", data=b"x", headers={"Max-Days": "soon"})
+    assert bad.status == 400 and "Max-Days" in (await bad.json())["message"]
+
+
+async def test_digest_mismatch_is_400_and_nothing_is_kept(
+    make_client: ClientFactory, data_dir: Path
+) -> None:
+    client = await make_client()
+    data = b"hello world"
+    wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    resp = await client.post("/files/", data=data, headers={"Content-Digest": f"sha-256=:{wrong}:"})
+    assert resp.status == 400 and (await resp.json())["error"] == "digest_mismatch"
+    assert stored_files(data_dir) == [] and temp_files(data_dir) == []
+    right = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    ok = await client.post("/files/", data=data, headers={"Repr-Digest": f"sha-256=:{right}:"})
+    assert ok.status == 201
+
+
+async def raw_exchange(client: TestClient[Any, Any], head: bytes, body: bytes = b"") -> bytes:
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(head + body)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+
+
+async def test_declared_too_large_is_413_before_reading(
+    make_client: ClientFactory, data_dir: Path
+) -> None:
+    client = await make_client(max_upload_size=1000)
+    answer = await raw_exchange(
+        client,
+        b"POST /files/ HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 413")  # no 100 Continue came first
+    assert stored_files(data_dir) == []
+
+
+async def test_chunked_body_crossing_the_limit_is_cut_with_413(
+    make_client: ClientFactory, data_dir: Path
+) -> None:
+    client = await make_client(max_upload_size=100_000)
+
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield os.urandom(50_000)
+
+    resp = await client.post("/files/", data=chunks())
+    assert resp.status == 413
+    assert stored_files(data_dir) == [] and temp_files(data_dir) == []
+
+
+async def test_not_enough_space_is_507(make_client: ClientFactory, data_dir: Path) -> None:
+    client = await make_client(disk_reserve=2**62)
+    resp = await client.post("/files/", data=b"x" * 10)
+    assert resp.status == 507 and (await resp.json())["error"] == "insufficient_storage"
+    assert stored_files(data_dir) == []
+
+
+async def test_a_stalled_body_is_dropped(make_client: ClientFactory, data_dir: Path) -> None:
+    client = await make_client(read_timeout=0.5)
+    answer = await raw_exchange(
+        client, b"POST /files/ HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n", b"x" * 10
+    )
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert stored_files(data_dir) == [] and temp_files(data_dir) == []
+
+
+async def test_upload_tokens_guard_uploads_and_deletes(make_client: ClientFactory) -> None:
+    client = await make_client(upload_token=("s3cret",))
+    denied = await client.post("/files/", data=b"x")
+    assert denied.status == 401 and denied.headers["WWW-Authenticate"].startswith("Bearer")
+    auth = {"Authorization": "Bearer s3cret"}
+    body = await upload(client, b"x", **auth)
+    assert (await client.get(f"/files/{body['id']}/")).status == 200  # downloads need only the id
+    path = f"/files/{body['id']}/?token={body['delete_token']}"
+    assert (await client.delete(path)).status == 401
+    assert (await client.delete(path, headers=auth)).status == 204
+
+
+async def test_delete_flow(make_client: ClientFactory, data_dir: Path) -> None:
+    client = await make_client()
+    body = await upload(client, b"bye")
+    path = f"/files/{body['id']}/"
+    assert (await client.delete(path)).status == 403
+    assert (await client.delete(path, headers={"X-Delete-Token": "wrong"})).status == 403
+    assert (await client.delete(f"{path}?token={body['delete_token']}")).status == 204
+    assert stored_files(data_dir) == []
+    for probe in (client.get(path), client.get(f"/check/{body['id']}"), client.delete(path)):
+        assert (await probe).status == 404
+
+
+@pytest.mark.parametrize(
+    "path", ["/check/short", "/files/..%2F..%2Fetc%2Fpasswd/", "/download/" + "a" * 22]
+)
+async def test_unknown_ids_are_json_404(make_client: ClientFactory, path: str) -> None:
+    client = await make_client()
+    resp = await client.get(path)
+    assert resp.status == 404
+    assert (await resp.json())["error"] in ("file_not_found", "not_found")
