@@ -85,34 +85,42 @@ class LiveServer:
         self.log = log
 
 
-@pytest.fixture
-def live_server(photos: Path, data_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
-    """`satchel serve` as a real process on a free loopback port."""
-    port = free_port()
+def start_server(
+    photos: Path, data: Path, tmp_path: Path, port: int | None = None, *extra: str
+) -> LiveServer:
+    """`satchel serve` as a real process on a loopback port; returns once it accepts."""
+    port = port or free_port()
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "satchel", "serve", "--port", str(port),
-             "--photos", str(photos), "--data", str(data_dir)],
+             "--photos", str(photos), "--data", str(data), *extra],
             stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+                return LiveServer(f"http://127.0.0.1:{port}", process, log)
         except OSError:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text()}") from None
             time.sleep(0.05)
-    else:
-        process.kill()
-        raise RuntimeError(f"server did not start: {log.read_text()}")
-    yield LiveServer(url, process, log)
-    process.terminate()
+    process.kill()
+    raise RuntimeError(f"server did not start: {log.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
     try:
-        process.wait(10)
+        server.process.wait(10)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def live_server(photos: Path, data_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_server(photos, data_dir, tmp_path)
+    yield server
+    stop_server(server)

@@ -49,6 +49,19 @@ def _parser() -> argparse.ArgumentParser:
         "--no-sendfile", dest="sendfile", action="store_const", const=False, help="never sendfile"
     )
     serve.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"])
+    files = serve.add_argument_group("files behind links")
+    files.add_argument("--public-url", help="base URL for links (default: the request's origin)")
+    files.add_argument(
+        "--upload-token", action="append", help="token for uploads and deletes (repeatable)"
+    )
+    files.add_argument("--upload-token-file", help="file of upload tokens, one a line")
+    files.add_argument("--max-upload-size", help="largest upload, e.g. 10G (default 10G)")
+    files.add_argument("--disk-reserve", help="free space to keep, e.g. 256M (default 256M)")
+    files.add_argument("--read-timeout", type=float, help="drop an upload stalled this long (60)")
+    files.add_argument("--default-max-days", type=int, help="days a file is kept by default (7)")
+    files.add_argument("--max-days", type=int, help="most days a client may ask for (30)")
+    files.add_argument("--default-max-downloads", type=int, help="downloads allowed by default")
+    files.add_argument("--max-downloads", type=int, help="most downloads a client may ask for")
 
     admin = commands.add_parser("admin", help="administration")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
@@ -65,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "admin_command")}
     if flags.get("verbose") is not None:
         flags["verbose"] = bool(flags["verbose"])
+    if flags.get("upload_token") is not None:
+        flags["upload_token"] = tuple(flags["upload_token"])
     try:
         settings = load_settings(**flags)
         if args.command == "admin" and args.admin_command == "demo":
@@ -80,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "admin":
         return 0
+    if settings.host not in ("127.0.0.1", "::1", "localhost") and not settings.upload_tokens():
+        log.warning(
+            "Listening on %s with no --upload-token: ANYONE who can reach this address can "
+            "upload and delete files. Set --upload-token (or SATCHEL_UPLOAD_TOKEN).",
+            settings.host,
+        )
     if settings.workers == 1:
         _serve(settings, loop_factory)
         return 0

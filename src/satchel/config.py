@@ -7,10 +7,10 @@ Parsed and validated once at start; then passed explicitly. Nothing reads
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     # File storage with links
     public_url: str | None = None  # base for links; default: the request's own origin
-    upload_token: tuple[str, ...] = Field((), repr=False)
+    upload_token: Annotated[tuple[str, ...], NoDecode] = Field((), repr=False)
     upload_token_file: Path | None = None
     max_upload_size: int = Field(10 * 1024**3, ge=1)
     disk_reserve: int = Field(256 * MiB, ge=0)
@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     default_max_downloads: int | None = Field(None, ge=1)
     max_downloads: int | None = Field(None, ge=1)
     purge_interval: float = Field(60.0, gt=0)
+
+    @field_validator("max_upload_size", "disk_reserve", "chunk_size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("upload_token", mode="before")
+    @classmethod
+    def _tokens(cls, value: object) -> object:
+        return tuple(t for t in value.split(",") if t.strip()) if isinstance(value, str) else value
 
     @field_validator("public_url")
     @classmethod
@@ -85,6 +95,19 @@ class Settings(BaseSettings):
     @property
     def db_url_masked(self) -> str:
         return make_url(self.db_url).render_as_string(hide_password=True)
+
+
+_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """'1048576', '512K', '10M', '2G' (binary multiples; a trailing B or iB is allowed)."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, suffix = (value[:-1], value[-1]) if value[-1:] in "KMGT" else (value, "")
+    try:
+        return int(float(number) * _SUFFIXES[suffix])
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512K, 10M, 2G)") from exc
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -64,3 +64,36 @@ def test_database_password_is_masked(tmp_path: Path) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         Settings().port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1048576", 1048576), ("512K", 512 * 1024), ("10M", 10 * 2**20), ("2G", 2 * 2**30),
+     ("1.5g", 3 * 2**29), ("64KiB", 64 * 1024), ("1MB", 2**20)],
+)  # fmt: skip
+def test_sizes_take_binary_suffixes(text: str, size: int) -> None:
+    assert load_settings(max_upload_size=text).max_upload_size == size
+
+
+def test_a_bad_size_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="not a size"):
+        load_settings(max_upload_size="lots")
+
+
+def test_upload_tokens_from_flags_env_and_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# CMS\nalpha\n\nbeta  # backup job\n")
+    monkeypatch.setenv("SATCHEL_UPLOAD_TOKEN", "gamma,delta")
+    assert load_settings(upload_token_file=tokens).upload_tokens() == {
+        "alpha", "beta", "gamma", "delta",
+    }  # fmt: skip
+    assert load_settings(upload_token=("only",)).upload_tokens() == {"only"}
+    assert "gamma" not in repr(load_settings())
+
+
+def test_default_retention_must_fit_the_maximum(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    with pytest.raises(ConfigError, match="default_max_days"):
+        check_paths(load_settings(photos=tmp_path / "p", default_max_days=40, max_days=30))
