@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ParamSpec, Protocol, TypeVar
 
-from satchel.errors import ArchiveChanged, ArchiveNotFound
+from satchel.errors import ArchiveChanged, ArchiveNotFound, BadRequest
+from satchel.storage.local import TempFile, fsync_dir
 from satchel.zipstream import Layout, Limits, Member, Part, arrange
 
 log = logging.getLogger("satchel.archive")
@@ -415,7 +416,72 @@ class Archives:
     store: CrcStore
     limits: Limits = Limits()
 
+    async def remember(self, folder: str, name: str, st: os.stat_result, crc: int) -> None:
+        """Cache the CRC of a file just written into a folder (it was computed on the way in)."""
+        version = FileVersion(name, st.st_size, st.st_mtime_ns, _signed(st.st_ino))
+        await self.store.save(folder, [CrcEntry(version, crc)])
+
     async def manifest(self, folder: str) -> Manifest:
         """Scan the folder (stat only, no reads) and plan its archive."""
         files, folder_mtime = await blocking(scan_folder, self.root, folder)
         return build_manifest(folder, files, folder_mtime, self.limits)
+
+
+# -- writing into folders (PUT /archive/<folder>/<path>) ------------------------------
+
+TEMP_DIR = ".satchel-tmp"  # under the photos root: same filesystem, never a valid folder
+
+
+def member_path(root: Path, folder: str, relative: str) -> tuple[str, Path]:
+    """(normalised relative name, absolute path) for a file inside ``root/folder``.
+
+    Pure validation: every segment is a plain name, no '..', no NUL, at most 255
+    bytes; the folder name follows the archive rule.
+    """
+    if not FOLDER_RE.fullmatch(folder):
+        raise ArchiveNotFound(folder=folder)
+    segments = relative.split("/")
+    for segment in segments:
+        if segment in ("", ".", "..") or "\0" in segment or len(segment.encode()) > 255:
+            raise BadRequest(f"Not a safe relative path inside the folder: {relative!r}")
+    if len(relative.encode()) > 4096:
+        raise BadRequest("The path is longer than 4096 bytes.")
+    return "/".join(segments), root / folder / Path(*segments)
+
+
+def place(root: Path, target: Path, temp: TempFile) -> os.stat_result:
+    """Blocking: move a finished temp file to ``target`` atomically and durably.
+
+    Parent folders are created; they must resolve inside the photos root (no
+    symlink may lead the write elsewhere).
+    """
+    real_root = os.path.realpath(root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not _inside(real_root, os.path.realpath(target.parent)):
+        raise BadRequest("The path leads outside the photos root.")
+    if target.is_symlink() or target.is_dir():
+        raise BadRequest("The path names a folder or a symlink, not a file.")
+    os.rename(temp.path, target)
+    fsync_dir(target.parent)
+    return os.stat(target)
+
+
+def remove_member(root: Path, target: Path) -> bool:
+    """Blocking: delete one regular file inside the photos root; False if absent."""
+    real_root = os.path.realpath(root)
+    if not _inside(real_root, os.path.realpath(target.parent)) or target.is_symlink():
+        raise BadRequest("The path leads outside the photos root.")
+    try:
+        if not target.is_file():
+            return False
+        target.unlink()
+    except FileNotFoundError:
+        return False
+    fsync_dir(target.parent)
+    return True
+
+
+def folder_temp(root: Path) -> TempFile:
+    directory = root / TEMP_DIR
+    directory.mkdir(exist_ok=True)
+    return TempFile(directory)

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,9 +147,11 @@ class FileStore:
         )
         return record, token
 
-    async def receive(self, chunks: AsyncIterator[bytes]) -> TempFile:
+    async def receive(
+        self, chunks: AsyncIterator[bytes], create: Callable[[], TempFile] | None = None
+    ) -> TempFile:
         """Stream into a temp file (fsynced), hashing on the way; nothing kept on error."""
-        temp = await blocking(self.storage.create)
+        temp = await blocking(create or self.storage.create)
         try:
             pending: list[bytes] = []
             pending_size = 0

@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import Iterable
 
 from aiohttp import web
 
-from satchel.archive import ArchiveSender, Manifest
-from satchel.errors import ArchiveChanged, PreconditionFailed, RangeNotSatisfiable
+from satchel.archive import (
+    ArchiveSender,
+    Manifest,
+    blocking,
+    folder_temp,
+    member_path,
+    place,
+    remove_member,
+)
+from satchel.errors import (
+    ArchiveChanged,
+    ArchiveNotFound,
+    DigestMismatch,
+    NotFound,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+)
+from satchel.filestore import parse_digests
+from satchel.http.files import authorize_upload, base_url, body_chunks, send_continue
 from satchel.http.headers import content_disposition
-from satchel.http.keys import ARCHIVES, SETTINGS
+from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS
 from satchel.http.streaming import ResponseSink
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
 
@@ -111,3 +129,53 @@ async def _remember(request: web.Request, folder: str, sender: ArchiveSender) ->
         await request.app[ARCHIVES].store.save(folder, sender.computed)
     except Exception:
         log.exception("Could not save %d CRCs of archive %s", len(sender.computed), folder)
+
+
+# -- writing into folders ---------------------------------------------------------------
+
+
+async def put_member(request: web.Request) -> web.Response:
+    """PUT /archive/<folder>/<path>: a file lands atomically in the folder, CRC cached."""
+    authorize_upload(request, required=True)
+    root = request.app[SETTINGS].photos
+    folder = request.match_info["folder"]
+    name, target = member_path(root, folder, request.match_info["path"])
+    store = request.app[FILESTORE]
+    await store.admit(request.content_length)
+    await send_continue(request)
+    digest = parse_digests(request.headers)
+    temp = await store.receive(body_chunks(request), create=functools.partial(folder_temp, root))
+    try:
+        if digest is not None and temp.sha256 != digest:
+            raise DigestMismatch()
+        existed = await blocking(target.exists)
+        st = await asyncio.shield(blocking(place, root, target, temp))
+    except BaseException:
+        await asyncio.shield(blocking(temp.discard))
+        raise
+    await request.app[ARCHIVES].remember(folder, name, st, temp.crc32)
+    log.info("Stored %s/%s (%d bytes) into the photos root", folder, name, temp.size)
+    body = {
+        "folder": folder,
+        "path": name,
+        "size": temp.size,
+        "sha256": temp.sha256.hex(),
+        "crc32": temp.crc32,
+        "archive": f"{base_url(request)}/archive/{folder}/",
+    }
+    return web.json_response(body, status=200 if existed else 201)
+
+
+async def delete_member(request: web.Request) -> web.Response:
+    """DELETE /archive/<folder>/<path>."""
+    authorize_upload(request, required=True)
+    root = request.app[SETTINGS].photos
+    _, target = member_path(root, request.match_info["folder"], request.match_info["path"])
+    if not await blocking(remove_member, root, target):
+        raise NotFound("No such file in that folder.")
+    return web.Response(status=204)
+
+
+async def no_member_reads(_request: web.Request) -> web.Response:
+    """Single files of a folder are not served; the folder's archive is."""
+    raise ArchiveNotFound()

@@ -43,10 +43,15 @@ def base_url(request: web.Request) -> str:
     return public or str(request.url.origin())
 
 
-def authorize_upload(request: web.Request) -> None:
-    """With --upload-token set, uploads and deletes need 'Authorization: Bearer <token>'."""
+def authorize_upload(request: web.Request, *, required: bool = False) -> None:
+    """With --upload-token set, uploads and deletes need 'Authorization: Bearer <token>'.
+
+    ``required``: refuse outright when the server has no tokens at all.
+    """
     tokens = request.app[UPLOAD_TOKENS]
     if not tokens:
+        if required:
+            raise Forbidden("Writing into archive folders needs the server to have --upload-token.")
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not any(
@@ -88,7 +93,7 @@ def _retention(request: web.Request) -> Retention:
     )
 
 
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
+async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
     while chunk := await request.content.readany():
         yield chunk
 
@@ -111,7 +116,7 @@ async def upload(request: web.Request) -> web.Response:
     if request.content_type == "multipart/form-data":
         return await _upload_form(request, kept)
     record, token = await store.store(
-        _body(request),
+        body_chunks(request),
         name_for=filename_from(request),
         content_type=media_type(request.headers.get("Content-Type")),
         retention=kept,

@@ -10,6 +10,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/openapi.json", pages.openapi)
     app.router.add_get("/archive/{folder}/", archive.archive)
     app.router.add_get("/archive/{folder}", archive.archive)
+    member = app.router.add_resource("/archive/{folder}/{path:.+}")
+    member.add_route("PUT", archive.put_member, expect_handler=files.defer_expect)
+    member.add_route("DELETE", archive.delete_member)
+    member.add_route("GET", archive.no_member_reads)
+    member.add_route("HEAD", archive.no_member_reads)
     for path in ("/files/", "/upload/"):  # seed 003 and seed 004 spellings
         app.router.add_post(path, files.upload, expect_handler=files.defer_expect)
     app.router.add_get("/check/{id}", files.check)
