@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -63,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     files.add_argument("--default-max-downloads", type=int, help="downloads allowed by default")
     files.add_argument("--max-downloads", type=int, help="most downloads a client may ask for")
 
+    _client_commands(commands)
+
     admin = commands.add_parser("admin", help="administration")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     demo = admin_commands.add_parser("demo", help="create demo folders if the photos root is empty")
@@ -73,8 +77,69 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _client_commands(commands: Any) -> None:
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--server", help="Satchel's URL (default $SATCHEL_SERVER or :8080)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.add_argument("--chunk-size", type=int, default=1024 * 1024)
+
+    up = commands.add_parser("upload", help="upload files; prints their links")
+    up.add_argument("files", nargs="+", type=Path)
+    up.add_argument("--max-downloads", type=int)
+    up.add_argument("--max-days", type=int)
+    up.add_argument("--token", help="upload token (default $SATCHEL_TOKEN)")
+    common(up)
+    down = commands.add_parser("download", help="download a file by URL or id, resuming")
+    down.add_argument("target", metavar="URL|ID")
+    down.add_argument("-o", "--output", type=Path)
+    common(down)
+    chk = commands.add_parser("check", help="a stored file's status")
+    chk.add_argument("id")
+    common(chk)
+    rm = commands.add_parser("delete", help="delete a stored file")
+    rm.add_argument("id")
+    rm.add_argument("--delete-token", "--token", dest="delete_token", required=True)
+    rm.add_argument("--upload-token", dest="token", help="if the server requires one")
+    common(rm)
+    arc = commands.add_parser("archive", help="download a folder's ZIP, resuming; checks CRCs")
+    arc.add_argument("hash")
+    arc.add_argument("-o", "--output", type=Path)
+    common(arc)
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    from satchel import client
+
+    opts = client.Options(
+        server=(args.server or client.server_default()).rstrip("/"),
+        token=getattr(args, "token", None) or os.environ.get("SATCHEL_TOKEN"),
+        json=args.json,
+        chunk_size=args.chunk_size,
+    )
+    match args.command:
+        case "upload":
+            missing = [str(p) for p in args.files if not p.is_file()]
+            if missing:
+                print(f"satchel: not a file: {', '.join(missing)}", file=sys.stderr)
+                return 2
+            return client.run(client.upload(opts, args.files, args.max_downloads, args.max_days))
+        case "download":
+            url = client.file_url(opts, args.target)
+            return client.run(client.fetch(opts, url, args.output))
+        case "check":
+            return client.run(client.check(opts, args.id))
+        case "delete":
+            return client.run(client.delete(opts, args.id, args.delete_token))
+        case _:
+            url = f"{opts.server}/archive/{args.hash}/"
+            output = args.output or Path(f"{args.hash}.zip")
+            return client.run(client.fetch(opts, url, output, verify_zip=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("upload", "download", "check", "delete", "archive"):
+        return _run_client(args)
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "admin_command")}
     if flags.get("verbose") is not None:
         flags["verbose"] = bool(flags["verbose"])
