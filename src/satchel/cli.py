@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
+import io
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         "--no-sendfile", dest="sendfile", action="store_const", const=False, help="never sendfile"
     )
     serve.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"])
+    serve.add_argument(
+        "--send-timeout", type=float, help="cut off a client that takes no bytes this long (60)"
+    )
     files = serve.add_argument_group("files behind links")
     files.add_argument("--public-url", help="base URL for links (default: the request's origin)")
     files.add_argument(
@@ -202,8 +208,8 @@ def _demo(settings: Settings) -> int:
 
 
 def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]:
-    """`auto` is asyncio: its loop.sendfile keeps archive bodies zero-copy; uvloop has
-    none and measured slower on archives (bench/RESULTS.md)."""
+    """`auto` is asyncio. Both loops send file bodies zero-copy (our own os.sendfile);
+    archives measured alike, asyncio slightly ahead (bench/RESULTS.md)."""
     if settings.event_loop != "uvloop":
         return asyncio.new_event_loop
     try:
@@ -228,6 +234,7 @@ def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventL
 
     loop = loop_factory()
     asyncio.set_event_loop(loop)
+    _install_stack_dumps(loop)
     log.info(
         "Satchel %s: photos %s, database %s, loop %s, sendfile %s",
         __version__,
@@ -245,6 +252,19 @@ def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventL
         print=(lambda *_: None) if settings.workers > 1 else print,
         loop=loop,
     )
+
+
+def _install_stack_dumps(loop: asyncio.AbstractEventLoop) -> None:
+    """kill -USR1 <pid>: every thread's stack; kill -USR2 <pid>: every asyncio task's."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+    def dump_tasks() -> None:
+        for task in asyncio.all_tasks(loop):
+            buffer = io.StringIO()
+            task.print_stack(file=buffer)
+            log.warning("Task %s:\n%s", task.get_name(), buffer.getvalue())
+
+    loop.add_signal_handler(signal.SIGUSR2, dump_tasks)
 
 
 def _worker(settings: Settings) -> None:

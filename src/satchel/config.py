@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     verbose: bool = False
     workers: int = Field(1, ge=1, le=64)
     sendfile: bool = True
+    send_timeout: float = Field(60.0, gt=0, le=3600)
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     # File storage with links
     public_url: str | None = None  # base for links; default: the request's own origin

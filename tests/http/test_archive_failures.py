@@ -92,3 +92,23 @@ async def test_a_thousand_aborted_downloads_leave_no_fds_or_tasks(
         await asyncio.sleep(0.05)
     assert open_fds() <= baseline_fds
     assert len(asyncio.all_tasks()) <= baseline_tasks
+
+
+async def test_a_client_that_stops_reading_is_cut_off(
+    make_client: ClientFactory, photos: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="satchel")
+    folder = make_folder(photos, "stall", {})
+    for i in range(4):  # 64 MiB of zeros, more than socket buffers hold; sparse, so cheap
+        with (folder / f"{i}.bin").open("wb") as f:
+            f.truncate(16 * 1024 * 1024)
+    client = await make_client(send_timeout=0.5)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"GET /archive/stall/ HTTP/1.1\r\nHost: t\r\n\r\n")
+    await reader.readexactly(1024)  # then read nothing more, but keep the socket open
+    for _ in range(100):
+        if "Download was interrupted: archive stall" in caplog.text:
+            break
+        await asyncio.sleep(0.05)
+    assert "Download was interrupted: archive stall" in caplog.text
+    writer.close()

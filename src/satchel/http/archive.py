@@ -92,7 +92,11 @@ async def _stream(
     archives, settings = request.app[ARCHIVES], request.app[SETTINGS]
     folder, length = manifest.folder, response.content_length
     sink = ResponseSink(
-        request, response, use_sendfile=settings.sendfile, chunk_size=settings.chunk_size
+        request,
+        response,
+        use_sendfile=settings.sendfile,
+        chunk_size=settings.chunk_size,
+        send_timeout=settings.send_timeout,
     )
     sender = ArchiveSender(
         manifest,

@@ -234,7 +234,11 @@ async def _send(
     """Stream the parts; True if every byte went out."""
     settings = request.app[SETTINGS]
     sink = ResponseSink(
-        request, response, use_sendfile=settings.sendfile, chunk_size=settings.chunk_size
+        request,
+        response,
+        use_sendfile=settings.sendfile,
+        chunk_size=settings.chunk_size,
+        send_timeout=settings.send_timeout,
     )
     try:
         await response.prepare(request)

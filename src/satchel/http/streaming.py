@@ -14,9 +14,10 @@ from satchel.archive import blocking
 class ResponseSink:
     """Writes to a prepared response and counts what went out.
 
-    File ranges go by ``loop.sendfile`` (zero-copy) unless disabled; where the
-    loop or transport cannot (uvloop, TLS) it falls back to reads in a thread,
-    once, for the rest of the response.
+    File ranges go out by ``os.sendfile`` (zero-copy) driven by the socket's
+    writability, on any event loop (uvloop has no ``loop.sendfile``). Where the
+    transport has no plain socket (TLS) it falls back to reads in a thread. A
+    peer that takes no bytes for ``send_timeout`` seconds is cut off.
     """
 
     def __init__(
@@ -26,33 +27,75 @@ class ResponseSink:
         *,
         use_sendfile: bool = True,
         chunk_size: int = 1024 * 1024,
+        send_timeout: float = 60.0,
     ) -> None:
         self._request = request
         self._response = response
         self._use_sendfile = use_sendfile
         self._chunk_size = chunk_size
+        self._timeout = send_timeout
         self.sent = 0
 
     async def write(self, data: bytes) -> None:
-        await self._response.write(data)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._response.write(data)
+        except TimeoutError as exc:
+            raise self._stalled() from exc
         self.sent += len(data)
 
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> int:
         """Send ``count`` bytes of ``file`` from ``offset``; fewer if the file shrank."""
-        if self._use_sendfile:
-            transport = self._request.transport
-            if transport is None or transport.is_closing():
-                raise ConnectionResetError("Connection lost")
-            try:
-                sent = await asyncio.get_running_loop().sendfile(
-                    transport, file, offset, count, fallback=False
-                )
-            except (NotImplementedError, asyncio.SendfileNotAvailableError):
-                self._use_sendfile = False
-            else:
-                self.sent += sent
-                return sent
-        return await self._copy(file, offset, count)
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("Connection lost")
+        sock = transport.get_extra_info("socket")
+        if not self._use_sendfile or sock is None or transport.get_extra_info("sslcontext"):
+            return await self._copy(file, offset, count)
+        return await self._sendfile(transport, sock.fileno(), file.fileno(), offset, count)
+
+    async def _sendfile(
+        self, transport: asyncio.Transport, sock_fd: int, file_fd: int, offset: int, count: int
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        # A duplicate descriptor: the loop allows one writer callback per fd, and
+        # the transport owns the original one.
+        fd = os.dup(sock_fd)
+        try:
+            while transport.get_write_buffer_size():  # headers etc. go out first, in order
+                await self._writable(loop, fd)
+            sent = 0
+            while sent < count:
+                try:
+                    n = os.sendfile(fd, file_fd, offset + sent, count - sent)
+                except BlockingIOError:
+                    await self._writable(loop, fd)
+                    continue
+                except OSError as exc:
+                    raise ConnectionResetError(f"sendfile: {exc.strerror}") from exc
+                if n == 0:
+                    break  # the file is shorter than it was
+                sent += n
+                self.sent += n
+            return sent
+        finally:
+            os.close(fd)
+
+    async def _writable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        ready = loop.create_future()
+        loop.add_writer(fd, ready.set_result, None)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await ready
+        except TimeoutError as exc:
+            raise self._stalled() from exc
+        finally:
+            loop.remove_writer(fd)
+
+    def _stalled(self) -> ConnectionResetError:
+        if self._request.transport is not None:
+            self._request.transport.abort()
+        return ConnectionResetError(f"the client took no bytes for {self._timeout:g} s")
 
     async def _copy(self, file: BinaryIO, offset: int, count: int) -> int:
         fd, end, start = file.fileno(), offset + count, offset
