@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from satchel import __version__
 from satchel.config import Settings, check_paths, load_settings
@@ -227,6 +228,18 @@ def _setup_logging(settings: Settings) -> None:
     )
     for noisy in ("sqlalchemy", "alembic", "asyncio", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_quiet_malformed_requests)
+
+
+def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
+    """aiohttp answers a malformed request with 400 but logs an ERROR with a traceback;
+    any client could flood the error log that way. Keep one INFO line instead."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "Rejected a malformed request: %s", (exc.message,)
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:

@@ -237,3 +237,15 @@ async def test_unknown_ids_are_json_404(make_client: ClientFactory, path: str) -
     resp = await client.get(path)
     assert resp.status == 404
     assert (await resp.json())["error"] in ("file_not_found", "not_found")
+
+
+async def test_malformed_multipart_is_400_not_500(
+    make_client: ClientFactory, data_dir: Path
+) -> None:
+    client = await make_client()
+    body = b'--B\r\nContent-Disposition: form-data; name="\xc3\x1f"\r\n\r\nx\r\n--B--\r\n'
+    resp = await client.post(
+        "/files/", data=body, headers={"Content-Type": "multipart/form-data; boundary=B"}
+    )
+    assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
+    assert stored_files(data_dir) == []

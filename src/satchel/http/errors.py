@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from satchel.errors import ArchiveNotFound, SatchelError
@@ -72,6 +73,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         extra = exc.details.get("headers")
         headers = dict(extra) if isinstance(extra, Mapping) else None
         return render_error(request, exc.status, exc.code, exc.message, error=exc, headers=headers)
+    except HttpProcessingError as exc:  # e.g. a malformed multipart body
+        return render_error(request, 400, "bad_request", f"Malformed request: {exc.message}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
