@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     serve.add_argument(
+        "--no-access-log", dest="access_log", action="store_const", const=False,
+        help="no line per request (for very high request rates)",
+    )  # fmt: skip
+    serve.add_argument(
         "--no-sendfile", dest="sendfile", action="store_const", const=False, help="never sendfile"
     )
     serve.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"])
@@ -262,6 +266,7 @@ def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventL
         port=settings.port,
         reuse_port=settings.workers > 1,
         access_log_format=ACCESS_LOG_FORMAT,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         print=(lambda *_: None) if settings.workers > 1 else print,
         loop=loop,
     )

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     delay: float = Field(0.0, ge=0, le=60)
     chunk_size: int = Field(MiB, ge=4096, le=64 * MiB)
     verbose: bool = False
+    access_log: bool = True
     workers: int = Field(1, ge=1, le=64)
     sendfile: bool = True
     send_timeout: float = Field(60.0, gt=0, le=3600)

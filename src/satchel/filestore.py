@@ -41,6 +41,7 @@ from satchel.storage.local import LocalStorage, TempFile
 log = logging.getLogger("satchel.files")
 
 _SPACE_CHECK_EVERY = 64 * 1024 * 1024
+_CHECK_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,14 @@ def parse_digests(headers: Mapping[str, str]) -> bytes | None:
 
 
 class FileStore:
-    def __init__(self, repo: FileRepo, storage: LocalStorage, limits: Limits) -> None:
+    def __init__(
+        self, repo: FileRepo, storage: LocalStorage, limits: Limits, check_ttl: float = 1.0
+    ) -> None:
         self.repo = repo
         self.storage = storage
         self.limits = limits
+        self.check_ttl = check_ttl
+        self._checked: dict[str, tuple[float, StoredFile | None]] = {}
 
     # -- admission, before any byte is read -------------------------------------------
 
@@ -150,27 +155,39 @@ class FileStore:
     async def receive(
         self, chunks: AsyncIterator[bytes], create: Callable[[], TempFile] | None = None
     ) -> TempFile:
-        """Stream into a temp file (fsynced), hashing on the way; nothing kept on error."""
+        """Stream into a temp file (fsynced), hashing on the way; nothing kept on error.
+
+        Double-buffered: while a thread hashes and writes one batch, the event
+        loop keeps receiving the next.
+        """
         temp = await blocking(create or self.storage.create)
+        writing: asyncio.Future[None] | None = None
         try:
-            pending: list[bytes] = []
-            pending_size = 0
+            batch: list[bytes] = []
+            batch_size = received = 0
             next_space_check = _SPACE_CHECK_EVERY
             async for chunk in _with_timeout(chunks, self.limits.read_timeout):
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if temp.size + pending_size > self.limits.max_upload_size:
+                batch.append(chunk)
+                batch_size += len(chunk)
+                received += len(chunk)
+                if received > self.limits.max_upload_size:
                     raise PayloadTooLarge()
-                if pending_size >= self.limits.chunk_size:
-                    await blocking(temp.write_all, pending)
-                    pending, pending_size = [], 0
-                    if temp.size >= next_space_check:
+                if batch_size >= self.limits.chunk_size:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(blocking(temp.write_all, batch))
+                    batch, batch_size = [], 0
+                    if received >= next_space_check:
                         next_space_check += _SPACE_CHECK_EVERY
                         if await blocking(self.storage.free_bytes) < self.limits.disk_reserve:
                             raise InsufficientStorage()
-            await blocking(temp.write_all, pending)
+            if writing is not None:
+                await writing
+            await blocking(temp.write_all, batch)
             await blocking(temp.finish)
         except BaseException:
+            if writing is not None:  # the thread may still use the file: let it finish
+                await asyncio.shield(asyncio.wait([writing]))
             await asyncio.shield(blocking(temp.discard))
             raise
         return temp
@@ -183,13 +200,33 @@ class FileStore:
             raise FileNotFound()
         return record
 
+    async def status(self, file_id: str) -> StoredFile:
+        """Like ``available``, through a short per-process cache: for /check only.
+
+        Another worker's download or delete shows here within ``check_ttl``;
+        downloads themselves always read the database.
+        """
+        now = time.monotonic()
+        hit = self._checked.get(file_id)
+        if hit is None or hit[0] < now:
+            if len(self._checked) >= _CHECK_CACHE_SIZE:
+                self._checked.clear()
+            hit = (now + self.check_ttl, await self.repo.get(file_id))
+            self._checked[file_id] = hit
+        record = hit[1]
+        if record is None or not record.available(datetime.now(UTC)):
+            raise FileNotFound()
+        return record
+
     def path(self, file_id: str) -> Path:
         return self.storage.path(file_id)
 
     async def count_download(self, file_id: str) -> bool:
+        self._checked.pop(file_id, None)
         return await self.repo.count_download(file_id, datetime.now(UTC))
 
     async def delete(self, file_id: str, token: str) -> bool:
+        self._checked.pop(file_id, None)
         if not await self.repo.delete(file_id, token_digest(token)):
             return False
         await blocking(self.storage.remove, file_id)

@@ -94,3 +94,14 @@ def test_archive_resumes_and_checks_crcs(
 def test_unreachable_server_is_exit_4(tmp_path: Path) -> None:
     result = satchel(f"http://127.0.0.1:{free_port()}", "check", "x" * 22, cwd=tmp_path)
     assert result.returncode == 4 and "network" in result.stderr
+
+
+def test_curl_upload_file_idiom(live_server: LiveServer, tmp_path: Path) -> None:
+    source = tmp_path / "photo 1.jpg"
+    source.write_bytes(os.urandom(200_000))
+    out = subprocess.run(
+        ["curl", "-sSf", "-T", str(source), f"{live_server.url}/files/"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    stored = json.loads(out)
+    assert stored["name"] == "photo 1.jpg" and stored["size"] == 200_000

@@ -71,14 +71,15 @@ async def send_continue(request: web.Request) -> None:
 
 
 def filename_from(request: web.Request) -> str | None:
-    """RFC 6266 Content-Disposition (filename* per RFC 8187 preferred), else ?name=."""
+    """RFC 6266 Content-Disposition (filename* per RFC 8187 preferred), else ?name=,
+    else the name in the path (`curl -T photo.jpg http://satchel/files/`)."""
     header = request.headers.get("Content-Disposition")
     if header:
         parsed = email_policy.header_factory("content-disposition", header)
         name = parsed.params.get("filename")
         if name:
             return str(name)
-    return request.query.get("name")
+    return request.query.get("name") or request.match_info.get("name")
 
 
 def _retention(request: web.Request) -> Retention:
@@ -166,7 +167,7 @@ def _file_id(request: web.Request) -> str:
 
 
 async def check(request: web.Request) -> web.Response:
-    record = await request.app[FILESTORE].available(_file_id(request))
+    record = await request.app[FILESTORE].status(_file_id(request))
     return web.json_response(describe(record, base_url(request)), dumps=_dumps)
 
 

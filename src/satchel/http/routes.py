@@ -17,6 +17,8 @@ def setup_routes(app: web.Application) -> None:
     member.add_route("HEAD", archive.no_member_reads)
     for path in ("/files/", "/upload/"):  # seed 003 and seed 004 spellings
         app.router.add_post(path, files.upload, expect_handler=files.defer_expect)
+    # transfer.sh style: `curl -T photo.jpg http://satchel/files/` PUTs /files/photo.jpg
+    app.router.add_put("/files/{name}", files.upload, expect_handler=files.defer_expect)
     app.router.add_get("/check/{id}", files.check)
     app.router.add_get("/files/{id}/", files.download)
     app.router.add_get("/download/{id}", files.download)

@@ -1,0 +1,179 @@
+"""Files benchmark: download vs nginx, upload throughput, /check req/s vs nginx.
+
+Same method as archive_bench.py: baselines in the same run, subjects
+alternated, input re-read before each measured run. Prints Markdown.
+
+    python bench/files_bench.py [--rounds 3] [--size-mb 1024] [--wrk-seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from archive_bench import (  # noqa: E402
+    PHOTOS,
+    WORK,
+    Run,
+    Server,
+    cpu_seconds,
+    free_port,
+    measure,
+    rss_bytes,
+    start_nginx,
+    warm_cache,
+)
+
+
+def make_file(size_mb: int) -> Path:
+    path = WORK / "nginx-files" / "file.bin"
+    if not path.exists() or path.stat().st_size != size_mb * 2**20:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+            for _ in range(size_mb):
+                out.write(os.urandom(2**20))
+    return path
+
+
+def start_satchel(data: Path, *extra: str) -> Server:
+    port = free_port()
+    PHOTOS.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "satchel", "serve", "--port", str(port), "--photos",
+            str(PHOTOS), "--data", str(data), "--max-upload-size", "64G", *extra]  # fmt: skip
+    return Server("satchel-files", argv, port, WORK)
+
+
+def upload(server: Server, path: Path) -> tuple[Run, str]:
+    """POST the file with curl -T (streamed, not read into curl's memory)."""
+    warm_cache([path])
+    peak = [rss_bytes(server.proc.pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], rss_bytes(server.proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    cpu = cpu_seconds(server.proc.pid)
+    sampler.start()
+    out = subprocess.run(
+        ["curl", "-sS", "-T", str(path), "-H", "Content-Type: application/octet-stream",
+         "-w", "\n%{size_upload} %{time_total} %{time_starttransfer}",
+         f"http://127.0.0.1:{server.port}/files/"],  # PUTs /files/file.bin
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    done.set()
+    sampler.join()
+    body, stats = out.rsplit("\n", 1)
+    size, total, ttfb = stats.split()
+    stored = json.loads(body)
+    run = Run("satchel upload (sha256 + crc32 + fsync)", int(float(size)), float(total),
+              float(ttfb), cpu_seconds(server.proc.pid) - cpu, peak[0])  # fmt: skip
+    return run, stored["id"]
+
+
+def wrk(url: str, seconds: int) -> tuple[float, int, int]:
+    """Seed 004's command: wrk -t8 -c200 -d30s --timeout 2s. (req/s, socket errors, non-2xx)."""
+    out = subprocess.run(
+        ["wrk", "-t8", "-c200", f"-d{seconds}s", "--timeout", "2s", url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = sum(int(x) for x in errors.groups()) if errors else 0
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rate, socket_errors, int(bad.group(1)) if bad else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--wrk-seconds", type=int, default=30)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "nginx-tmp").mkdir(exist_ok=True)
+    blob = make_file(args.size_mb)
+    (blob.parent / "small.json").write_bytes(b"x" * 1024)
+    print(f"file: {args.size_mb} MiB of random bytes; page cache re-warmed before each run")
+
+    runs: list[Run] = []
+    nginx = start_nginx(blob.parent)
+    with tempfile.TemporaryDirectory(dir=WORK) as data:
+        satchel = start_satchel(Path(data))
+        try:
+            for _ in range(args.rounds):
+                run, file_id = upload(satchel, blob)
+                runs.append(run)
+                runs.append(measure("nginx sendfile", nginx, "/file.bin", [blob]))
+                stored = Path(data) / "files" / file_id[:2] / file_id
+                runs.append(measure("satchel download", satchel, f"/files/{file_id}/", [stored]))
+            report(runs)
+        finally:
+            satchel.stop()
+        # /check on 2 processes (the VM has 2 cores), on each event loop
+        print("| endpoint | Satchel | baseline | ratio | errors | non-2xx |")
+        print("|---|---|---|---|---|---|")
+        for loop in ("asyncio", "uvloop"):
+            server = start_satchel(Path(data), "--workers", "2", "--event-loop", loop)
+            try:
+                file_id = json.loads(
+                    subprocess.run(
+                        [
+                            "curl",
+                            "-sS",
+                            "-X",
+                            "POST",
+                            "--data-binary",
+                            "hello",
+                            f"http://127.0.0.1:{server.port}/files/",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout  # fmt: skip
+                )["id"]
+                check_rates(nginx, server, file_id, loop, args.wrk_seconds)
+            finally:
+                server.stop()
+    nginx.stop()
+
+
+def check_rates(nginx: Server, satchel: Server, file_id: str, loop: str, seconds: int) -> None:
+    base_rate, base_errors, _ = wrk(f"http://127.0.0.1:{nginx.port}/small.json", seconds)
+    rate, errors, bad = wrk(f"http://127.0.0.1:{satchel.port}/check/{file_id}", seconds)
+    print(
+        f"| /check, 2 workers, {loop} | {rate:,.0f} req/s | nginx 1 KB file "
+        f"{base_rate:,.0f} req/s | {rate / base_rate:.2f}× | "
+        f"socket {errors} (nginx {base_errors}) | {bad} |"
+    )
+
+
+def report(runs: list[Run]) -> None:
+    print("\n| subject | runs | GB/s (median) | × nginx | TTFB ms | CPU s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    base = statistics.median(r.gbps for r in runs if r.subject.startswith("nginx"))
+    for subject in dict.fromkeys(r.subject for r in runs):
+        rs = [r for r in runs if r.subject == subject]
+        gbps = statistics.median(r.gbps for r in rs)
+        print(
+            f"| {subject} | {len(rs)} | {gbps:.2f} | {gbps / base:.2f} | "
+            f"{statistics.median(r.ttfb for r in rs) * 1000:.1f} | "
+            f"{statistics.median(r.cpu for r in rs):.2f} | "
+            f"{max(r.peak_rss for r in rs) / 2**20:.0f} |"
+        )
+    print()
+
+
+if __name__ == "__main__":
+    main()
