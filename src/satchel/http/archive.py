@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import secrets
-from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -24,15 +22,13 @@ from satchel.errors import (
     ArchiveNotFound,
     DigestMismatch,
     NotFound,
-    PreconditionFailed,
-    RangeNotSatisfiable,
 )
 from satchel.filestore import parse_digests
 from satchel.http.files import authorize_upload, base_url, body_chunks, send_continue
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS
-from satchel.http.streaming import ResponseSink
-from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
+from satchel.http.streaming import Parts, ResponseSink, plan_body
+from satchel.ranges import Validators, evaluate, http_date
 
 log = logging.getLogger("satchel.archive")
 
@@ -53,28 +49,14 @@ async def archive(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "private, no-cache",
         "X-Content-Type-Options": "nosniff",
     }
-    match decision.outcome:
-        case Outcome.NOT_MODIFIED:
-            return web.Response(status=304, headers=headers)
-        case Outcome.PRECONDITION_FAILED:
-            raise PreconditionFailed()
-        case Outcome.UNSATISFIABLE:
-            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-    headers["Content-Disposition"] = content_disposition(f"{folder}.zip")
-    headers["X-Accel-Buffering"] = "no"
-    ranges = decision.ranges or ((0, size),)
-    parts: Iterable[bytes | tuple[int, int]] = ranges
-    if len(ranges) > 1:
-        multipart = Multipart(f"satchel-{secrets.token_hex(12)}", ZIP, size, ranges)
-        headers["Content-Type"] = multipart.media_type
-        parts, length = multipart.parts(), multipart.length
-    else:
-        headers["Content-Type"] = ZIP
-        length = ranges[0][1] - ranges[0][0]
-        if decision.outcome is Outcome.PARTIAL:
-            headers["Content-Range"] = content_range(*ranges[0], size)
-    response = web.StreamResponse(status=decision.outcome.value, headers=headers)
-    response.content_length = length
+    body_headers = {
+        "Content-Disposition": content_disposition(f"{folder}.zip"),
+        "X-Accel-Buffering": "no",
+    }
+    planned = plan_body(decision, headers, size, ZIP, body_headers)
+    if isinstance(planned, web.Response):
+        return planned
+    response, parts = planned
     if request.method == "HEAD":
         await response.prepare(request)
         return response
@@ -86,7 +68,7 @@ async def _stream(
     request: web.Request,
     response: web.StreamResponse,
     manifest: Manifest,
-    parts: Iterable[bytes | tuple[int, int]],
+    parts: Parts,
 ) -> None:
     """Send the planned parts; after the headers, an error can only cut the connection."""
     archives, settings = request.app[ARCHIVES], request.app[SETTINGS]

@@ -8,8 +8,7 @@ import functools
 import hmac
 import json
 import logging
-import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from email.policy import default as email_policy
 from typing import BinaryIO
 
@@ -20,16 +19,14 @@ from satchel.errors import (
     BadRequest,
     FileNotFound,
     Forbidden,
-    PreconditionFailed,
-    RangeNotSatisfiable,
     Unauthorized,
 )
 from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, retention
 from satchel.filestore import parse_digests
 from satchel.http.headers import content_disposition
 from satchel.http.keys import FILESTORE, SETTINGS, UPLOAD_TOKENS
-from satchel.http.streaming import ResponseSink
-from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
+from satchel.http.streaming import Parts, ResponseSink, plan_body
+from satchel.ranges import Validators, evaluate, http_date
 
 log = logging.getLogger("satchel.files")
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
@@ -186,29 +183,16 @@ async def download(request: web.Request) -> web.StreamResponse:
         "X-Content-Type-Options": "nosniff",
         "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(record.sha256)).decode()}:",
     }
-    match decision.outcome:
-        case Outcome.NOT_MODIFIED:
-            return web.Response(status=304, headers=headers)
-        case Outcome.PRECONDITION_FAILED:
-            raise PreconditionFailed()
-        case Outcome.UNSATISFIABLE:
-            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{record.size}"})
-    headers["Content-Disposition"] = content_disposition(record.name)
-    ranges = decision.ranges or ((0, record.size),)
-    parts: Iterable[bytes | tuple[int, int]] = ranges
-    if len(ranges) > 1:
-        multipart = Multipart(
-            f"satchel-{secrets.token_hex(12)}", record.content_type, record.size, ranges
-        )
-        headers["Content-Type"] = multipart.media_type
-        parts, length = multipart.parts(), multipart.length
-    else:
-        headers["Content-Type"] = record.content_type
-        length = ranges[0][1] - ranges[0][0]
-        if decision.outcome is Outcome.PARTIAL:
-            headers["Content-Range"] = content_range(*ranges[0], record.size)
-    response = web.StreamResponse(status=decision.outcome.value, headers=headers)
-    response.content_length = length
+    planned = plan_body(
+        decision,
+        headers,
+        record.size,
+        record.content_type,
+        {"Content-Disposition": content_disposition(record.name)},
+    )
+    if isinstance(planned, web.Response):
+        return planned
+    response, parts = planned
     if request.method == "HEAD":
         await response.prepare(request)
         return response
@@ -217,7 +201,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     except OSError as exc:
         log.error("File %s has a record but no bytes: %s", record.id, exc)
         raise FileNotFound() from exc
-    reaches_end = any(stop == record.size for start, stop in ranges)
+    reaches_end = any(isinstance(p, tuple) and p[1] == record.size for p in parts)
     try:
         if await _send(request, response, file, parts) and reaches_end:
             await store.count_download(record.id)
@@ -230,7 +214,7 @@ async def _send(
     request: web.Request,
     response: web.StreamResponse,
     file: BinaryIO,
-    parts: Iterable[bytes | tuple[int, int]],
+    parts: Parts,
 ) -> bool:
     """Stream the parts; True if every byte went out."""
     settings = request.app[SETTINGS]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+from collections.abc import Iterable
 from typing import BinaryIO
 
 from aiohttp import web
 
 from satchel.archive import blocking
+from satchel.errors import PreconditionFailed, RangeNotSatisfiable
+from satchel.ranges import Decision, Multipart, Outcome, content_range
 
 
 class ResponseSink:
@@ -106,3 +110,43 @@ class ResponseSink:
             await self.write(data)
             offset += len(data)
         return offset - start
+
+
+Parts = Iterable[bytes | tuple[int, int]]
+
+
+def plan_body(
+    decision: Decision,
+    headers: dict[str, str],
+    size: int,
+    content_type: str,
+    body_headers: dict[str, str],
+) -> web.Response | tuple[web.StreamResponse, Parts]:
+    """Turn a Range/conditional decision into a response, before any byte is sent.
+
+    304 comes back as a finished response, 412 and 416 are raised; otherwise the
+    unprepared response (status, exact Content-Length, Content-Range or the
+    multipart type) and the parts to send: literal bytes and (start, stop) ranges.
+    """
+    match decision.outcome:
+        case Outcome.NOT_MODIFIED:
+            return web.Response(status=304, headers=headers)
+        case Outcome.PRECONDITION_FAILED:
+            raise PreconditionFailed()
+        case Outcome.UNSATISFIABLE:
+            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    headers = {**headers, **body_headers}
+    ranges = decision.ranges or ((0, size),)
+    parts: Parts = ranges
+    if len(ranges) > 1:
+        multipart = Multipart(f"satchel-{secrets.token_hex(12)}", content_type, size, ranges)
+        headers["Content-Type"] = multipart.media_type
+        parts, length = multipart.parts(), multipart.length
+    else:
+        headers["Content-Type"] = content_type
+        length = ranges[0][1] - ranges[0][0]
+        if decision.outcome is Outcome.PARTIAL:
+            headers["Content-Range"] = content_range(*ranges[0], size)
+    response = web.StreamResponse(status=decision.outcome.value, headers=headers)
+    response.content_length = length
+    return response, parts
