@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -162,25 +163,34 @@ class FileStore:
         """
         temp = await blocking(create or self.storage.create)
         writing: asyncio.Future[None] | None = None
+        stall = self.limits.read_timeout
+        clock = asyncio.get_running_loop().time
         try:
             batch: list[bytes] = []
             batch_size = received = 0
             next_space_check = _SPACE_CHECK_EVERY
-            async for chunk in _with_timeout(chunks, self.limits.read_timeout):
-                batch.append(chunk)
-                batch_size += len(chunk)
-                received += len(chunk)
-                if received > self.limits.max_upload_size:
-                    raise PayloadTooLarge()
-                if batch_size >= self.limits.chunk_size:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(blocking(temp.write_all, batch))
-                    batch, batch_size = [], 0
-                    if received >= next_space_check:
-                        next_space_check += _SPACE_CHECK_EVERY
-                        if await blocking(self.storage.free_bytes) < self.limits.disk_reserve:
-                            raise InsufficientStorage()
+            # One deadline for the whole body, pushed forward as bytes arrive (at most
+            # every stall/8 s: a timer per chunk would cost more than the hashing).
+            async with _stall_guard(stall) as deadline:
+                pushed = clock()
+                async for chunk in chunks:
+                    if clock() - pushed > stall / 8:
+                        pushed = clock()
+                        deadline.reschedule(pushed + stall)
+                    batch.append(chunk)
+                    batch_size += len(chunk)
+                    received += len(chunk)
+                    if received > self.limits.max_upload_size:
+                        raise PayloadTooLarge()
+                    if batch_size >= self.limits.chunk_size:
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.ensure_future(blocking(temp.write_all, batch))
+                        batch, batch_size = [], 0
+                        if received >= next_space_check:
+                            next_space_check += _SPACE_CHECK_EVERY
+                            if await blocking(self.storage.free_bytes) < self.limits.disk_reserve:
+                                raise InsufficientStorage()
             if writing is not None:
                 await writing
             await blocking(temp.write_all, batch)
@@ -261,17 +271,10 @@ class FileStore:
         return len(orphans)
 
 
-async def _with_timeout(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
-    iterator = aiter(chunks)
-    while True:
-        try:
-            async with asyncio.timeout(seconds):
-                chunk = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except TimeoutError as exc:
-            raise RequestTimeout(
-                f"No body bytes for {seconds:g} s; the upload was dropped."
-            ) from exc
-        if chunk:
-            yield chunk
+@contextlib.asynccontextmanager
+async def _stall_guard(seconds: float) -> AsyncIterator[asyncio.Timeout]:
+    try:
+        async with asyncio.timeout(seconds) as deadline:
+            yield deadline
+    except TimeoutError as exc:
+        raise RequestTimeout(f"No body bytes for {seconds:g} s; the upload was dropped.") from exc
