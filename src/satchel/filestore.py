@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -31,6 +32,7 @@ from satchel.files import (
     FileRepo,
     Retention,
     StoredFile,
+    describe,
     display_name,
     expiry,
     new_delete_token,
@@ -90,7 +92,7 @@ class FileStore:
         self.storage = storage
         self.limits = limits
         self.check_ttl = check_ttl
-        self._checked: dict[str, tuple[float, StoredFile | None]] = {}
+        self._checked: dict[str, tuple[float, StoredFile | None, dict[str, bytes]]] = {}
 
     # -- admission, before any byte is read -------------------------------------------
 
@@ -210,23 +212,26 @@ class FileStore:
             raise FileNotFound()
         return record
 
-    async def status(self, file_id: str) -> StoredFile:
-        """Like ``available``, through a short per-process cache: for /check only.
+    async def status_json(self, file_id: str, base: str) -> bytes:
+        """The /check answer, through a short per-process cache of the encoded JSON.
 
-        Another worker's download or delete shows here within ``check_ttl``;
-        downloads themselves always read the database.
+        Another worker's download or delete shows here within ``check_ttl``; this
+        process's own show at once; downloads themselves always read the database.
         """
         now = time.monotonic()
         hit = self._checked.get(file_id)
         if hit is None or hit[0] < now:
             if len(self._checked) >= _CHECK_CACHE_SIZE:
                 self._checked.clear()
-            hit = (now + self.check_ttl, await self.repo.get(file_id))
+            hit = (now + self.check_ttl, await self.repo.get(file_id), {})
             self._checked[file_id] = hit
-        record = hit[1]
+        _, record, bodies = hit
         if record is None or not record.available(datetime.now(UTC)):
             raise FileNotFound()
-        return record
+        body = bodies.get(base)
+        if body is None:
+            body = bodies[base] = json.dumps(describe(record, base), ensure_ascii=False).encode()
+        return body
 
     def path(self, file_id: str) -> Path:
         return self.storage.path(file_id)

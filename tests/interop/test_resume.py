@@ -60,10 +60,12 @@ def test_aria2c_four_connections_is_identical(archive_url: str, tmp_path: Path) 
     assert (tmp_path / "aria.zip").read_bytes() == whole
 
 
-def test_uvloop_serves_the_same_bytes(photos: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_uvloop_and_asyncio_serve_the_same_bytes(
+    photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
     curl = require_tool("curl")
     make_folder(photos, "uv", {f"{i}.jpg": os.urandom(2_000_000) for i in range(3)})
-    reference = start_server(photos, data_dir, tmp_path)
+    reference = start_server(photos, data_dir, tmp_path, None, "--event-loop", "asyncio")
     try:
         whole = full_download(curl, f"{reference.url}/archive/uv/", tmp_path / "a.zip")
     finally:
@@ -77,5 +79,6 @@ def test_uvloop_serves_the_same_bytes(photos: Path, data_dir: Path, tmp_path: Pa
         ).stdout  # fmt: skip
         assert part == whole[1000:3000000]
         assert "loop uvloop" in uv.log.read_text()
+        assert "loop asyncio" in reference.log.read_text()
     finally:
         stop_server(uv)

@@ -37,7 +37,7 @@ _dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 def base_url(request: web.Request) -> str:
     public = request.app[SETTINGS].public_url
-    return public or str(request.url.origin())
+    return public or f"{request.scheme}://{request.host}"
 
 
 def authorize_upload(request: web.Request, *, required: bool = False) -> None:
@@ -164,8 +164,8 @@ def _file_id(request: web.Request) -> str:
 
 
 async def check(request: web.Request) -> web.Response:
-    record = await request.app[FILESTORE].status(_file_id(request))
-    return web.json_response(describe(record, base_url(request)), dumps=_dumps)
+    body = await request.app[FILESTORE].status_json(_file_id(request), base_url(request))
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 async def download(request: web.Request) -> web.StreamResponse:
