@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import faulthandler
 import io
 import logging
@@ -296,8 +297,21 @@ def _install_stack_dumps(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _worker(settings: Settings) -> None:
+    _die_with_parent()
     _setup_logging(settings)
     _serve(settings, _loop_factory(settings))
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send us SIGTERM when the parent dies, even by SIGKILL,
+    so no orphaned worker keeps serving."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the parent's SIGTERM handler still stops us
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _serve_many(settings: Settings) -> int:
@@ -306,6 +320,11 @@ def _serve_many(settings: Settings) -> int:
         ctx.Process(target=_worker, args=(settings,), name=f"satchel-{n}")
         for n in range(settings.workers)
     ]
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # leave the join below and stop the workers
+
+    signal.signal(signal.SIGTERM, stop)
     for w in workers:
         w.start()
     url = f"http://{settings.host}:{settings.port}"

@@ -69,13 +69,49 @@ def test_workers_share_the_port_and_logs_show_chunks(tmp_path: Path) -> None:
         _wait_for(url, process, log)
         for _ in range(10):
             assert len(urllib.request.urlopen(url, timeout=5).read()) > 3000
-        workers = subprocess.run(
-            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
-        ).stdout.split()
+        workers = children(process.pid)
         assert len(workers) >= 2  # two serving children (plus spawn's resource tracker)
     finally:
         process.terminate()
         process.wait(20)
+    assert_gone(workers)
     text = log.read_text()
     assert "Sending archive w chunk" in text
     assert '"GET /archive/w/ HTTP/1.1" 200' in text
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; PID 1 may simply not reap it here
+
+
+def assert_gone(pids: list[int], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"workers still running: {pids}"
+        time.sleep(0.1)
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "satchel", "serve", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/healthz", process, tmp_path / "none.log")
+        workers = children(process.pid)
+        assert len(workers) >= 2
+    finally:
+        process.kill()  # SIGKILL: the parent cannot clean up; the kernel tells the workers
+        process.wait()
+    assert_gone(workers)
