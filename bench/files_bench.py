@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from archive_bench import (  # noqa: E402
     cpu_seconds,
     free_port,
     measure,
+    report,
     rss_bytes,
     start_nginx,
     warm_cache,
@@ -171,22 +171,6 @@ def check_rates(nginx: Server, satchel: Server, file_id: str, label: str, second
         f"{base_rate:,.0f} req/s | {rate / base_rate:.2f}× | "
         f"socket {errors} (nginx {base_errors}) | {bad} |"
     )
-
-
-def report(runs: list[Run]) -> None:
-    print("\n| subject | runs | GB/s (median) | × nginx | TTFB ms | CPU s | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
-    base = statistics.median(r.gbps for r in runs if r.subject.startswith("nginx"))
-    for subject in dict.fromkeys(r.subject for r in runs):
-        rs = [r for r in runs if r.subject == subject]
-        gbps = statistics.median(r.gbps for r in rs)
-        print(
-            f"| {subject} | {len(rs)} | {gbps:.2f} | {gbps / base:.2f} | "
-            f"{statistics.median(r.ttfb for r in rs) * 1000:.1f} | "
-            f"{statistics.median(r.cpu for r in rs):.2f} | "
-            f"{max(r.peak_rss for r in rs) / 2**20:.0f} |"
-        )
-    print()
 
 
 if __name__ == "__main__":

@@ -73,13 +73,7 @@ async def _stream(
     """Send the planned parts; after the headers, an error can only cut the connection."""
     archives, settings = request.app[ARCHIVES], request.app[SETTINGS]
     folder, length = manifest.folder, response.content_length
-    sink = ResponseSink(
-        request,
-        response,
-        use_sendfile=settings.sendfile,
-        chunk_size=settings.chunk_size,
-        send_timeout=settings.send_timeout,
-    )
+    sink = ResponseSink.for_request(request, response)
     sender = ArchiveSender(
         manifest,
         await archives.store.load(folder),

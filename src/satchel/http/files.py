@@ -217,14 +217,7 @@ async def _send(
     parts: Parts,
 ) -> bool:
     """Stream the parts; True if every byte went out."""
-    settings = request.app[SETTINGS]
-    sink = ResponseSink(
-        request,
-        response,
-        use_sendfile=settings.sendfile,
-        chunk_size=settings.chunk_size,
-        send_timeout=settings.send_timeout,
-    )
+    sink = ResponseSink.for_request(request, response)
     try:
         await response.prepare(request)
         for part in parts:

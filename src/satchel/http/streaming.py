@@ -12,6 +12,7 @@ from aiohttp import web
 
 from satchel.archive import blocking
 from satchel.errors import PreconditionFailed, RangeNotSatisfiable
+from satchel.http.keys import SETTINGS
 from satchel.ranges import Decision, Multipart, Outcome, content_range
 
 
@@ -39,6 +40,18 @@ class ResponseSink:
         self._chunk_size = chunk_size
         self._timeout = send_timeout
         self.sent = 0
+
+    @classmethod
+    def for_request(cls, request: web.Request, response: web.StreamResponse) -> ResponseSink:
+        """A sink configured from the application's settings."""
+        settings = request.app[SETTINGS]
+        return cls(
+            request,
+            response,
+            use_sendfile=settings.sendfile,
+            chunk_size=settings.chunk_size,
+            send_timeout=settings.send_timeout,
+        )
 
     async def write(self, data: bytes) -> None:
         try:
