@@ -109,58 +109,64 @@ def main() -> None:
 
     runs: list[Run] = []
     nginx = start_nginx(blob.parent)
-    with tempfile.TemporaryDirectory(dir=WORK) as data:
-        satchel = start_satchel(Path(data))
-        try:
-            for _ in range(args.rounds):
-                run, file_id = upload(satchel, blob)
-                runs.append(run)
-                runs.append(measure("nginx sendfile", nginx, "/file.bin", [blob]))
-                stored = Path(data) / "files" / file_id[:2] / file_id
-                runs.append(measure("satchel download", satchel, f"/files/{file_id}/", [stored]))
-        finally:
-            satchel.stop()
-        # The same upload with --data on tmpfs: Satchel's own receive + hash pipeline,
-        # without the disk (this VM throttles page-cache writes to ~0.4 GB/s).
-        with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
-            satchel = start_satchel(Path(shm))
+    try:
+        with tempfile.TemporaryDirectory(dir=WORK) as data:
+            satchel = start_satchel(Path(data))
             try:
                 for _ in range(args.rounds):
                     run, file_id = upload(satchel, blob)
-                    run.subject = "satchel upload, --data on tmpfs"
                     runs.append(run)
-                    (Path(shm) / "files" / file_id[:2] / file_id).unlink()
+                    runs.append(measure("nginx sendfile", nginx, "/file.bin", [blob]))
+                    stored = Path(data) / "files" / file_id[:2] / file_id
+                    runs.append(
+                        measure("satchel download", satchel, f"/files/{file_id}/", [stored])
+                    )
             finally:
                 satchel.stop()
-        report(runs)
-        # /check on 2 processes (the VM has 2 cores), on each event loop
-        print("| endpoint | Satchel | baseline | ratio | errors | non-2xx |")
-        print("|---|---|---|---|---|---|")
-        for loop, log in (("asyncio", True), ("asyncio", False), ("uvloop", False)):
-            flags = ["--workers", "2", "--event-loop", loop] + ([] if log else ["--no-access-log"])
-            server = start_satchel(Path(data), *flags)
-            try:
-                file_id = json.loads(
-                    subprocess.run(
-                        [
-                            "curl",
-                            "-sS",
-                            "-X",
-                            "POST",
-                            "--data-binary",
-                            "hello",
-                            f"http://127.0.0.1:{server.port}/files/",
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    ).stdout  # fmt: skip
-                )["id"]
-                label = f"{loop}, access log {'on' if log else 'off'}"
-                check_rates(nginx, server, file_id, label, args.wrk_seconds)
-            finally:
-                server.stop()
-    nginx.stop()
+            # The same upload with --data on tmpfs: Satchel's own receive + hash pipeline,
+            # without the disk (this VM throttles page-cache writes to ~0.4 GB/s).
+            with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
+                satchel = start_satchel(Path(shm))
+                try:
+                    for _ in range(args.rounds):
+                        run, file_id = upload(satchel, blob)
+                        run.subject = "satchel upload, --data on tmpfs"
+                        runs.append(run)
+                        (Path(shm) / "files" / file_id[:2] / file_id).unlink()
+                finally:
+                    satchel.stop()
+            report(runs)
+            # /check on 2 processes (the VM has 2 cores), on each event loop
+            print("| endpoint | Satchel | baseline | ratio | errors | non-2xx |")
+            print("|---|---|---|---|---|---|")
+            for loop, log in (("asyncio", True), ("asyncio", False), ("uvloop", False)):
+                flags = ["--workers", "2", "--event-loop", loop] + (
+                    [] if log else ["--no-access-log"]
+                )
+                server = start_satchel(Path(data), *flags)
+                try:
+                    file_id = json.loads(
+                        subprocess.run(
+                            [
+                                "curl",
+                                "-sS",
+                                "-X",
+                                "POST",
+                                "--data-binary",
+                                "hello",
+                                f"http://127.0.0.1:{server.port}/files/",
+                            ],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout  # fmt: skip
+                    )["id"]
+                    label = f"{loop}, access log {'on' if log else 'off'}"
+                    check_rates(nginx, server, file_id, label, args.wrk_seconds)
+                finally:
+                    server.stop()
+    finally:
+        nginx.stop()
 
 
 def check_rates(nginx: Server, satchel: Server, file_id: str, label: str, seconds: int) -> None:
