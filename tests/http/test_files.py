@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.parser
 import hashlib
 import os
 from datetime import datetime, timedelta
@@ -107,6 +108,13 @@ async def test_download_headers_ranges_and_conditionals(make_client: ClientFacto
     assert part.headers["Repr-Digest"] == resp.headers["Repr-Digest"]  # the whole file's
     multi = await client.get(path, headers={"Range": "bytes=0-1,-2"})
     assert multi.status == 206 and multi.headers["Content-Type"].startswith("multipart/byteranges")
+    message = email.parser.BytesParser().parsebytes(
+        b"Content-Type: "
+        + multi.headers["Content-Type"].encode()
+        + b"\r\n\r\n"
+        + await multi.read()
+    )
+    assert [p.get_payload(decode=True) for p in message.get_payload()] == [data[:2], data[-2:]]
     assert (await client.get(path, headers={"If-None-Match": etag})).status == 304
     assert (await client.get(path, headers={"Range": "bytes=999999-"})).status == 416
     stale = await client.get(path, headers={"Range": "bytes=0-0", "If-Range": '"old"'})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import BinaryIO
 
 from aiohttp import web
@@ -125,7 +125,7 @@ class ResponseSink:
         return offset - start
 
 
-Parts = Iterable[bytes | tuple[int, int]]
+Parts = Sequence[bytes | tuple[int, int]]
 
 
 def plan_body(
@@ -154,7 +154,7 @@ def plan_body(
     if len(ranges) > 1:
         multipart = Multipart(f"satchel-{secrets.token_hex(12)}", content_type, size, ranges)
         headers["Content-Type"] = multipart.media_type
-        parts, length = multipart.parts(), multipart.length
+        parts, length = list(multipart.parts()), multipart.length  # callers may look first
     else:
         headers["Content-Type"] = content_type
         length = ranges[0][1] - ranges[0][0]
