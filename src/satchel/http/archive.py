@@ -28,7 +28,7 @@ from satchel.http.files import authorize_upload, base_url, body_chunks, send_con
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS
 from satchel.http.streaming import Parts, ResponseSink, plan_body
-from satchel.ranges import Validators, evaluate, http_date
+from satchel.ranges import Validators
 
 log = logging.getLogger("satchel.archive")
 
@@ -38,22 +38,12 @@ ZIP = "application/zip"
 async def archive(request: web.Request) -> web.StreamResponse:
     folder = request.match_info["folder"]
     manifest = await request.app[ARCHIVES].manifest(folder)
-    size = manifest.layout.size
-    decision = evaluate(
-        request.method, request.headers, Validators(manifest.etag, manifest.last_modified, size)
-    )
-    headers = {
-        "ETag": manifest.etag,
-        "Last-Modified": http_date(manifest.last_modified),
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, no-cache",
-        "X-Content-Type-Options": "nosniff",
-    }
     body_headers = {
         "Content-Disposition": content_disposition(f"{folder}.zip"),
         "X-Accel-Buffering": "no",
     }
-    planned = plan_body(decision, headers, size, ZIP, body_headers)
+    validators = Validators(manifest.etag, manifest.last_modified, manifest.layout.size)
+    planned = plan_body(request, validators, ZIP, body_headers=body_headers)
     if isinstance(planned, web.Response):
         return planned
     response, parts = planned

@@ -26,7 +26,7 @@ from satchel.filestore import parse_digests
 from satchel.http.headers import content_disposition
 from satchel.http.keys import FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.streaming import Parts, ResponseSink, plan_body
-from satchel.ranges import Validators, evaluate, http_date
+from satchel.ranges import Validators
 
 log = logging.getLogger("satchel.files")
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
@@ -174,21 +174,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     record = await store.available(_file_id(request))
     etag = f'"{record.sha256[:40]}"'
     created = int(record.created_at.timestamp())
-    decision = evaluate(request.method, request.headers, Validators(etag, created, record.size))
-    headers = {
-        "ETag": etag,
-        "Last-Modified": http_date(created),
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, no-cache",
-        "X-Content-Type-Options": "nosniff",
-        "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(record.sha256)).decode()}:",
-    }
+    digest = base64.b64encode(bytes.fromhex(record.sha256)).decode()
     planned = plan_body(
-        decision,
-        headers,
-        record.size,
+        request,
+        Validators(etag, created, record.size),
         record.content_type,
-        {"Content-Disposition": content_disposition(record.name)},
+        headers={"Repr-Digest": f"sha-256=:{digest}:"},
+        body_headers={"Content-Disposition": content_disposition(record.name)},
     )
     if isinstance(planned, web.Response):
         return planned

@@ -13,7 +13,7 @@ from aiohttp import web
 from satchel.archive import blocking
 from satchel.errors import PreconditionFailed, RangeNotSatisfiable
 from satchel.http.keys import SETTINGS
-from satchel.ranges import Decision, Multipart, Outcome, content_range
+from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
 
 
 class ResponseSink:
@@ -129,18 +129,30 @@ Parts = Sequence[bytes | tuple[int, int]]
 
 
 def plan_body(
-    decision: Decision,
-    headers: dict[str, str],
-    size: int,
+    request: web.Request,
+    validators: Validators,
     content_type: str,
-    body_headers: dict[str, str],
+    *,
+    headers: dict[str, str] | None = None,
+    body_headers: dict[str, str] | None = None,
 ) -> web.Response | tuple[web.StreamResponse, Parts]:
-    """Turn a Range/conditional decision into a response, before any byte is sent.
+    """Decide the response to a GET or HEAD before any byte is sent.
 
-    304 comes back as a finished response, 412 and 416 are raised; otherwise the
-    unprepared response (status, exact Content-Length, Content-Range or the
-    multipart type) and the parts to send: literal bytes and (start, stop) ranges.
+    ``headers`` go on every answer (with the validators), ``body_headers`` only on
+    200 and 206. 304 comes back as a finished response, 412 and 416 are raised;
+    otherwise the unprepared response (status, exact Content-Length, Content-Range
+    or the multipart type) and the parts to send: literal bytes and (start, stop).
     """
+    size = validators.size
+    decision = evaluate(request.method, request.headers, validators)
+    headers = {
+        "ETag": validators.etag,
+        "Last-Modified": http_date(validators.last_modified),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-cache",
+        "X-Content-Type-Options": "nosniff",
+        **(headers or {}),
+    }
     match decision.outcome:
         case Outcome.NOT_MODIFIED:
             return web.Response(status=304, headers=headers)
@@ -148,7 +160,7 @@ def plan_body(
             raise PreconditionFailed()
         case Outcome.UNSATISFIABLE:
             raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-    headers = {**headers, **body_headers}
+    headers = {**headers, **(body_headers or {})}
     ranges = decision.ranges or ((0, size),)
     parts: Parts = ranges
     if len(ranges) > 1:
