@@ -11,6 +11,7 @@ from page cache. Prints a Markdown table; see bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,36 +152,45 @@ class Run:
         return self.bytes / self.seconds / 1e9
 
 
-def measure(subject: str, server: Server, path: str, inputs: list[Path]) -> Run:
-    warm_cache(inputs)
-    peak = [rss_bytes(server.proc.pid)]
+@dataclass
+class Usage:
+    cpu: float = 0.0
+    peak_rss: int = 0
+
+
+@contextlib.contextmanager
+def usage(server: Server) -> Iterator[Usage]:
+    """CPU seconds and peak RSS (sampled every 20 ms) of the server tree meanwhile."""
+    result = Usage(peak_rss=rss_bytes(server.proc.pid))
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.02):
-            peak[0] = max(peak[0], rss_bytes(server.proc.pid))
+            result.peak_rss = max(result.peak_rss, rss_bytes(server.proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     cpu_before = cpu_seconds(server.proc.pid)
     sampler.start()
-    out = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "--max-time", "300",
-         "-w", "%{size_download} %{time_total} %{time_starttransfer} %{http_code}",
-         f"http://127.0.0.1:{server.port}{path}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    done.set()
-    sampler.join()
+    try:
+        yield result
+    finally:
+        done.set()
+        sampler.join()
+        result.cpu = cpu_seconds(server.proc.pid) - cpu_before
+
+
+def measure(subject: str, server: Server, path: str, inputs: list[Path]) -> Run:
+    warm_cache(inputs)
+    with usage(server) as used:
+        out = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "--max-time", "300",
+             "-w", "%{size_download} %{time_total} %{time_starttransfer} %{http_code}",
+             f"http://127.0.0.1:{server.port}{path}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
     if out[3] != "200":
         raise RuntimeError(f"{subject}: HTTP {out[3]}")
-    return Run(
-        subject,
-        int(out[0]),
-        float(out[1]),
-        float(out[2]),
-        cpu_seconds(server.proc.pid) - cpu_before,
-        peak[0],
-    )
+    return Run(subject, int(out[0]), float(out[1]), float(out[2]), used.cpu, used.peak_rss)
 
 
 # -- subjects --------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,12 +24,11 @@ from archive_bench import (  # noqa: E402
     WORK,
     Run,
     Server,
-    cpu_seconds,
     free_port,
     measure,
     report,
-    rss_bytes,
     start_nginx,
+    usage,
     warm_cache,
 )
 
@@ -54,31 +52,20 @@ def start_satchel(data: Path, *extra: str) -> Server:
 
 
 def upload(server: Server, path: Path) -> tuple[Run, str]:
-    """POST the file with curl -T (streamed, not read into curl's memory)."""
+    """Upload with curl -T (streamed, not read into curl's memory)."""
     warm_cache([path])
-    peak = [rss_bytes(server.proc.pid)]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.02):
-            peak[0] = max(peak[0], rss_bytes(server.proc.pid))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    cpu = cpu_seconds(server.proc.pid)
-    sampler.start()
-    out = subprocess.run(
-        ["curl", "-sS", "-T", str(path), "-H", "Content-Type: application/octet-stream",
-         "-w", "\n%{size_upload} %{time_total} %{time_starttransfer}",
-         f"http://127.0.0.1:{server.port}/files/"],  # PUTs /files/file.bin
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    done.set()
-    sampler.join()
+    with usage(server) as used:
+        out = subprocess.run(
+            ["curl", "-sS", "-T", str(path), "-H", "Content-Type: application/octet-stream",
+             "-w", "\n%{size_upload} %{time_total} %{time_starttransfer}",
+             f"http://127.0.0.1:{server.port}/files/"],  # PUTs /files/file.bin
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
     body, stats = out.rsplit("\n", 1)
     size, total, ttfb = stats.split()
     stored = json.loads(body)
     run = Run("satchel upload (sha256 + crc32 + fsync)", int(float(size)), float(total),
-              float(ttfb), cpu_seconds(server.proc.pid) - cpu, peak[0])  # fmt: skip
+              float(ttfb), used.cpu, used.peak_rss)  # fmt: skip
     return run, stored["id"]
 
 
