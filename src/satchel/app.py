@@ -11,6 +11,7 @@ from importlib import resources
 from aiohttp import web
 
 from satchel.archive import Archives, blocking
+from satchel.clients import parse_networks
 from satchel.config import Settings
 from satchel.filestore import FileStore
 from satchel.filestore import Limits as FileLimits
@@ -22,13 +23,17 @@ from satchel.http.keys import (
     INDEX_HTML,
     OPENAPI_JSON,
     SETTINGS,
+    THROTTLE,
+    TRUSTED_PROXIES,
     UPLOAD_TOKENS,
 )
+from satchel.http.limits import limits_middleware
 from satchel.http.routes import setup_routes
 from satchel.metadata.crc import SqlCrcStore
 from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.files import SqlFileRepo
 from satchel.storage.local import LocalStorage
+from satchel.throttle import Throttle
 from satchel.zipstream import Limits
 
 log = logging.getLogger("satchel")
@@ -36,8 +41,10 @@ log = logging.getLogger("satchel")
 
 def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Application:
     """The whole service. ``limits`` shrinks ZIP64 thresholds (tests only)."""
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware, limits_middleware])
     app[SETTINGS] = settings
+    app[THROTTLE] = Throttle(settings.rates())
+    app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
         await blocking(settings.data.mkdir, parents=True, exist_ok=True)

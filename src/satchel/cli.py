@@ -78,6 +78,35 @@ def _parser() -> argparse.ArgumentParser:
     files.add_argument("--default-max-downloads", type=int, help="downloads allowed by default")
     files.add_argument("--max-downloads", type=int, help="most downloads a client may ask for")
 
+    limits = serve.add_argument_group(
+        "speed limits", "bytes a second with K/M/G suffixes (binary), each off by default"
+    )
+    for name, what in (
+        ("download-rate", "each download (per connection)"),
+        ("upload-rate", "each upload (per connection)"),
+        ("client-download-rate", "all downloads of one client, shared evenly"),
+        ("client-upload-rate", "all uploads of one client, shared evenly"),
+        ("total-download-rate", "all downloads of this process"),
+        ("total-upload-rate", "all uploads of this process"),
+    ):
+        limits.add_argument(f"--{name}", metavar="RATE", help=what)
+    limits.add_argument(
+        "--burst", help="bytes a limit may bank while idle (default: about 0.4 s of its rate)"
+    )
+    limits.add_argument(
+        "--trusted-proxy", action="append", metavar="ADDR[/BITS]",
+        help="believe X-Forwarded-For from this proxy (repeatable)",
+    )  # fmt: skip
+    limits.add_argument("--proxy-header", choices=["x-forwarded-for", "forwarded"])
+    limits.add_argument(
+        "--max-connections-per-client", type=int, metavar="N",
+        help="requests one client may run at once; more get 429",
+    )  # fmt: skip
+    limits.add_argument(
+        "--max-archive-streams", type=int, metavar="N",
+        help="archive downloads this process runs at once; more get 503",
+    )  # fmt: skip
+
     _client_commands(commands)
 
     admin = commands.add_parser("admin", help="administration")
@@ -156,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "admin_command")}
     if flags.get("verbose") is not None:
         flags["verbose"] = bool(flags["verbose"])
-    if flags.get("upload_token") is not None:
-        flags["upload_token"] = tuple(flags["upload_token"])
+    for listed in ("upload_token", "trusted_proxy"):
+        if flags.get(listed) is not None:
+            flags[listed] = tuple(flags[listed])
     try:
         settings = load_settings(**flags)
         if args.command == "admin" and args.admin_command == "demo":
@@ -278,6 +308,7 @@ def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventL
         host=settings.host,
         port=settings.port,
         reuse_port=settings.workers > 1,
+        backlog=1024,  # bursts of connections (a thousand downloads at once) are not refused
         access_log_format=ACCESS_LOG_FORMAT,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         print=(lambda *_: None) if settings.workers > 1 else print,

@@ -14,7 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from satchel.clients import parse_networks
 from satchel.errors import ConfigError
+from satchel.throttle import Rates
 
 MiB = 1024 * 1024
 
@@ -49,16 +51,50 @@ class Settings(BaseSettings):
     default_max_downloads: int | None = Field(None, ge=1)
     max_downloads: int | None = Field(None, ge=1)
     purge_interval: float = Field(60.0, gt=0)
+    # Speed limits, bytes a second (None: no limit)
+    download_rate: int | None = Field(None, ge=1024)
+    upload_rate: int | None = Field(None, ge=1024)
+    client_download_rate: int | None = Field(None, ge=1024)
+    client_upload_rate: int | None = Field(None, ge=1024)
+    total_download_rate: int | None = Field(None, ge=1024)
+    total_upload_rate: int | None = Field(None, ge=1024)
+    burst: int = Field(0, ge=0)
+    trusted_proxy: Annotated[tuple[str, ...], NoDecode] = ()
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    max_connections_per_client: int | None = Field(None, ge=1)
+    max_archive_streams: int | None = Field(None, ge=1)
 
-    @field_validator("max_upload_size", "disk_reserve", "chunk_size", mode="before")
+    @field_validator(
+        "max_upload_size",
+        "disk_reserve",
+        "chunk_size",
+        "download_rate",
+        "upload_rate",
+        "client_download_rate",
+        "client_upload_rate",
+        "total_download_rate",
+        "total_upload_rate",
+        "burst",
+        mode="before",
+    )
     @classmethod
     def _size(cls, value: object) -> object:
         return parse_size(value) if isinstance(value, str) else value
 
-    @field_validator("upload_token", mode="before")
+    @field_validator("upload_token", "trusted_proxy", mode="before")
     @classmethod
-    def _tokens(cls, value: object) -> object:
-        return tuple(t for t in value.split(",") if t.strip()) if isinstance(value, str) else value
+    def _list(cls, value: object) -> object:
+        return (
+            tuple(t.strip() for t in value.split(",") if t.strip())
+            if isinstance(value, str)
+            else value
+        )
+
+    @field_validator("trusted_proxy")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -87,6 +123,19 @@ class Settings(BaseSettings):
             text = self.upload_token_file.read_text()
             tokens |= {t for line in text.splitlines() if (t := line.split("#")[0].strip())}
         return frozenset(tokens)
+
+    def rates(self) -> Rates:
+        return Rates(
+            download=self.download_rate,
+            upload=self.upload_rate,
+            client_download=self.client_download_rate,
+            client_upload=self.client_upload_rate,
+            total_download=self.total_download_rate,
+            total_upload=self.total_upload_rate,
+            burst=self.burst,
+            max_connections_per_client=self.max_connections_per_client,
+            max_archive_streams=self.max_archive_streams,
+        )
 
     @property
     def db_url(self) -> str:

@@ -18,6 +18,8 @@ renders them as JSON or HTML in one middleware.
     ├── PreconditionFailed  412
     ├── PayloadTooLarge     413
     ├── RangeNotSatisfiable 416
+    ├── TooManyRequests     429 (with Retry-After)
+    ├── ServiceUnavailable  503 (with Retry-After)
     ├── InsufficientStorage 507
     └── ConfigError         (not HTTP: the CLI prints it and exits 2)
 """
@@ -110,6 +112,18 @@ class RangeNotSatisfiable(SatchelError):
     code = "range_not_satisfiable"
     status = 416
     message = "None of the requested byte ranges lies inside the representation."
+
+
+class TooManyRequests(SatchelError):
+    code = "too_many_requests"
+    status = 429
+    message = "This client has too many requests running; retry later."
+
+
+class ServiceUnavailable(SatchelError):
+    code = "service_unavailable"
+    status = 503
+    message = "The server is too busy for this request; retry later."
 
 
 class ConfigError(SatchelError):

@@ -40,6 +40,7 @@ from satchel.files import (
     token_digest,
 )
 from satchel.storage.local import LocalStorage, TempFile
+from satchel.throttle import Shaper
 
 log = logging.getLogger("satchel.files")
 
@@ -117,9 +118,10 @@ class FileStore:
         content_type: str,
         retention: Retention,
         sha256: bytes | None = None,
+        shaper: Shaper | None = None,
     ) -> tuple[StoredFile, str]:
         """Receive, verify and commit one file; its record and its delete token."""
-        temp = await self.receive(chunks)
+        temp = await self.receive(chunks, shaper=shaper)
         try:
             if sha256 is not None and temp.sha256 != sha256:
                 raise DigestMismatch()
@@ -156,12 +158,17 @@ class FileStore:
         return record, token
 
     async def receive(
-        self, chunks: AsyncIterator[bytes], create: Callable[[], TempFile] | None = None
+        self,
+        chunks: AsyncIterator[bytes],
+        create: Callable[[], TempFile] | None = None,
+        shaper: Shaper | None = None,
     ) -> TempFile:
         """Stream into a temp file (fsynced), hashing on the way; nothing kept on error.
 
         Double-buffered: while a thread hashes and writes one batch, the event
-        loop keeps receiving the next.
+        loop keeps receiving the next. With a ``shaper`` each chunk is paid for
+        before the next is read, so TCP back-pressure slows the sender down;
+        time spent waiting for the speed limit is not a stall.
         """
         temp = await blocking(create or self.storage.create)
         writing: asyncio.Future[None] | None = None
@@ -176,7 +183,11 @@ class FileStore:
             async with _stall_guard(stall) as deadline:
                 pushed = clock()
                 async for chunk in chunks:
-                    if clock() - pushed > stall / 8:
+                    if shaper is not None:
+                        deadline.reschedule(None)
+                        await shaper.consume(len(chunk))
+                        deadline.reschedule(clock() + stall)
+                    elif clock() - pushed > stall / 8:
                         pushed = clock()
                         deadline.reschedule(pushed + stall)
                     batch.append(chunk)

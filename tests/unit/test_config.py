@@ -97,3 +97,33 @@ def test_default_retention_must_fit_the_maximum(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     with pytest.raises(ConfigError, match="default_max_days"):
         check_paths(load_settings(photos=tmp_path / "p", default_max_days=40, max_days=30))
+
+
+def test_speed_limits_take_suffixes_and_lists(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SATCHEL_TRUSTED_PROXY", "10.0.0.1, 192.168.0.0/16")
+    monkeypatch.setenv("SATCHEL_CLIENT_UPLOAD_RATE", "2M")
+    s = load_settings(download_rate="100K", total_download_rate="1G", burst="64K")
+    rates = s.rates()
+    assert (rates.download, rates.client_upload, rates.total_download, rates.burst) == (
+        100 * 1024, 2 * 1024**2, 1024**3, 64 * 1024,
+    )  # fmt: skip
+    assert rates.upload is None and rates.max_connections_per_client is None
+    assert s.trusted_proxy == ("10.0.0.1", "192.168.0.0/16")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"download_rate": "fast"}, "download_rate"),
+        ({"upload_rate": "100"}, "upload_rate"),  # below 1 KiB/s
+        ({"trusted_proxy": ("10.0.0.0/33",)}, "10.0.0.0/33"),
+        ({"max_connections_per_client": 0}, "max_connections_per_client"),
+        ({"proxy_header": "x-real-ip"}, "proxy_header"),
+    ],
+)
+def test_bad_limits_are_refused(overrides: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings(**overrides)

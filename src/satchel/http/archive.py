@@ -26,7 +26,8 @@ from satchel.errors import (
 from satchel.filestore import parse_digests
 from satchel.http.files import authorize_upload, base_url, body_chunks, send_continue
 from satchel.http.headers import content_disposition
-from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS
+from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS, THROTTLE
+from satchel.http.limits import finished, upload_shaper
 from satchel.http.streaming import Parts, ResponseSink, plan_body
 from satchel.ranges import Validators
 
@@ -36,6 +37,13 @@ ZIP = "application/zip"
 
 
 async def archive(request: web.Request) -> web.StreamResponse:
+    if request.method == "HEAD":
+        return await _archive(request)
+    with request.app[THROTTLE].archive_stream():  # 503 before any work when all are busy
+        return await _archive(request)
+
+
+async def _archive(request: web.Request) -> web.StreamResponse:
     folder = request.match_info["folder"]
     manifest = await request.app[ARCHIVES].manifest(folder)
     body_headers = {
@@ -90,6 +98,7 @@ async def _stream(
         if request.transport is not None:
             request.transport.abort()
     finally:
+        finished(request, "download", sink.shaper)
         await sender.close()
         await _remember(request, folder, sender)
 
@@ -114,7 +123,13 @@ async def put_member(request: web.Request) -> web.Response:
     await store.admit(request.content_length)
     await send_continue(request)
     digest = parse_digests(request.headers)
-    temp = await store.receive(body_chunks(request), create=functools.partial(folder_temp, root))
+    shaper = upload_shaper(request)
+    try:
+        temp = await store.receive(
+            body_chunks(request), create=functools.partial(folder_temp, root), shaper=shaper
+        )
+    finally:
+        finished(request, "upload", shaper)
     try:
         if digest is not None and temp.sha256 != digest:
             raise DigestMismatch()

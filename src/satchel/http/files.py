@@ -25,6 +25,7 @@ from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, re
 from satchel.filestore import parse_digests
 from satchel.http.headers import content_disposition
 from satchel.http.keys import FILESTORE, SETTINGS, UPLOAD_TOKENS
+from satchel.http.limits import finished, upload_shaper
 from satchel.http.streaming import Parts, ResponseSink, plan_body
 from satchel.ranges import Validators
 
@@ -113,13 +114,18 @@ async def upload(request: web.Request) -> web.Response:
     await send_continue(request)
     if request.content_type == "multipart/form-data":
         return await _upload_form(request, kept)
-    record, token = await store.store(
-        body_chunks(request),
-        name_for=filename_from(request),
-        content_type=media_type(request.headers.get("Content-Type")),
-        retention=kept,
-        sha256=parse_digests(request.headers),
-    )
+    shaper = upload_shaper(request)
+    try:
+        record, token = await store.store(
+            body_chunks(request),
+            name_for=filename_from(request),
+            content_type=media_type(request.headers.get("Content-Type")),
+            retention=kept,
+            sha256=parse_digests(request.headers),
+            shaper=shaper,
+        )
+    finally:
+        finished(request, "upload", shaper)
     return _created(request, [(record, token)], single=True)
 
 
@@ -127,17 +133,22 @@ async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
     store = request.app[FILESTORE]
     reader = await request.multipart()
     stored: list[tuple[StoredFile, str]] = []
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or part.name != "file":
-            continue  # other form fields are not files
-        stored.append(
-            await store.store(
-                _part_body(part),
-                name_for=part.filename,
-                content_type=media_type(part.headers.get("Content-Type")),
-                retention=kept,
+    shaper = upload_shaper(request)
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name != "file":
+                continue  # other form fields are not files
+            stored.append(
+                await store.store(
+                    _part_body(part),
+                    name_for=part.filename,
+                    content_type=media_type(part.headers.get("Content-Type")),
+                    retention=kept,
+                    shaper=shaper,
+                )
             )
-        )
+    finally:
+        finished(request, "upload", shaper)
     if not stored:
         raise BadRequest("The form has no 'file' part.")
     return _created(request, stored, single=False)
@@ -229,6 +240,8 @@ async def _send(
             response.content_length,
         )
         return False
+    finally:
+        finished(request, "download", sink.shaper)
     return True
 
 

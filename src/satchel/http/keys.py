@@ -4,8 +4,10 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive import Archives
+from satchel.clients import Network
 from satchel.config import Settings
 from satchel.filestore import FileStore
+from satchel.throttle import Throttle
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -14,3 +16,6 @@ INDEX_HTML = web.AppKey("index_html", bytes)
 OPENAPI_JSON = web.AppKey("openapi_json", bytes)
 FILESTORE = web.AppKey("filestore", FileStore)
 UPLOAD_TOKENS = web.AppKey("upload_tokens", frozenset)
+THROTTLE = web.AppKey("throttle", Throttle)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
+CLIENT = web.RequestKey("client", str)

@@ -13,7 +13,9 @@ from aiohttp import web
 from satchel.archive import blocking
 from satchel.errors import PreconditionFailed, RangeNotSatisfiable
 from satchel.http.keys import SETTINGS
+from satchel.http.limits import download_shaper
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
+from satchel.throttle import Shaper
 
 
 class ResponseSink:
@@ -22,7 +24,9 @@ class ResponseSink:
     File ranges go out by ``os.sendfile`` (zero-copy) driven by the socket's
     writability, on any event loop (uvloop has no ``loop.sendfile``). Where the
     transport has no plain socket (TLS) it falls back to reads in a thread. A
-    peer that takes no bytes for ``send_timeout`` seconds is cut off.
+    peer that takes no bytes for ``send_timeout`` seconds is cut off. With a
+    ``shaper`` every write and every sendfile call is a slice the speed limits
+    allow, so a limited download stays zero-copy.
     """
 
     def __init__(
@@ -33,12 +37,14 @@ class ResponseSink:
         use_sendfile: bool = True,
         chunk_size: int = 1024 * 1024,
         send_timeout: float = 60.0,
+        shaper: Shaper | None = None,
     ) -> None:
         self._request = request
         self._response = response
         self._use_sendfile = use_sendfile
         self._chunk_size = chunk_size
         self._timeout = send_timeout
+        self.shaper = shaper
         self.sent = 0
 
     @classmethod
@@ -51,9 +57,19 @@ class ResponseSink:
             use_sendfile=settings.sendfile,
             chunk_size=settings.chunk_size,
             send_timeout=settings.send_timeout,
+            shaper=download_shaper(request),
         )
 
     async def write(self, data: bytes) -> None:
+        if self.shaper is None:
+            return await self._write(data)
+        view = memoryview(data)
+        while view:
+            allowed = await self.shaper.acquire(len(view))
+            await self._write(view[:allowed])
+            view = view[allowed:]
+
+    async def _write(self, data: bytes | memoryview) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._response.write(data)
@@ -82,14 +98,20 @@ class ResponseSink:
             while transport.get_write_buffer_size():  # headers etc. go out first, in order
                 await self._writable(loop, fd)
             sent = 0
+            shaper = self.shaper
             while sent < count:
+                allowed = count - sent if shaper is None else await shaper.acquire(count - sent)
                 try:
-                    n = os.sendfile(fd, file_fd, offset + sent, count - sent)
+                    n = os.sendfile(fd, file_fd, offset + sent, allowed)
                 except BlockingIOError:
+                    if shaper is not None:
+                        shaper.give_back(allowed)
                     await self._writable(loop, fd)
                     continue
                 except OSError as exc:
                     raise ConnectionResetError(f"sendfile: {exc.strerror}") from exc
+                if shaper is not None:
+                    shaper.give_back(allowed - n)
                 if n == 0:
                     break  # the file is shorter than it was
                 sent += n

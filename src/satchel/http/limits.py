@@ -1,0 +1,46 @@
+"""Speed limits and admission in the HTTP layer: who the client is, 429, shapers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from satchel.clients import client_address
+from satchel.errors import BadRequest
+from satchel.http.keys import CLIENT, SETTINGS, THROTTLE, TRUSTED_PROXIES
+from satchel.throttle import Shaper
+
+UNCOUNTED = frozenset({"/healthz", "/favicon.ico"})
+
+
+@web.middleware
+async def limits_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Name the client (peer, or what a trusted proxy says) and count its requests."""
+    settings = request.app[SETTINGS]
+    client = client_address(
+        request.remote, request.headers, request.app[TRUSTED_PROXIES], settings.proxy_header
+    )
+    request[CLIENT] = client
+    if request.path in UNCOUNTED:
+        return await handler(request)
+    with request.app[THROTTLE].request(client):
+        return await handler(request)
+
+
+def download_shaper(request: web.Request) -> Shaper | None:
+    """The limits of one response body: the server's, and the client's own ?kbps=."""
+    kbps = request.query.get("kbps")
+    own = None
+    if kbps is not None:
+        if not kbps.isdigit() or not 1 <= int(kbps) <= 10**9:
+            raise BadRequest(f"kbps must be a whole number of KiB/s from 1, not {kbps!r}.")
+        own = int(kbps) * 1024
+    return request.app[THROTTLE].shaper("download", request[CLIENT], own)
+
+
+def upload_shaper(request: web.Request) -> Shaper | None:
+    return request.app[THROTTLE].shaper("upload", request[CLIENT])
+
+
+def finished(request: web.Request, direction: str, shaper: Shaper | None) -> None:
+    request.app[THROTTLE].finished(direction, request[CLIENT], shaper)
