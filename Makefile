@@ -28,6 +28,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) bench/archive_bench.py
 	$(PY) bench/files_bench.py
+	$(PY) bench/throttle_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
