@@ -221,11 +221,9 @@ class Throttle:
     @contextlib.contextmanager
     def request(self, client: str) -> Iterator[None]:
         """Count one request of ``client`` while it runs; 429 over the per-client limit."""
-        state = self._clients.get(client)
-        if state is None:
-            state = self._clients[client] = _Client()
+        state = self._clients.setdefault(client, _Client())
         limit = self.rates.max_connections_per_client
-        if limit is not None and state.requests >= limit:
+        if limit is not None and state.requests >= limit:  # so state.requests > 0: kept
             self.stats.rejected_client += 1
             log.debug(
                 "429 for %s: %d requests running (limit %d); %d rejected so far",
@@ -234,8 +232,6 @@ class Throttle:
                 limit,
                 self.stats.rejected_client,
             )
-            if not state.requests:
-                del self._clients[client]
             raise TooManyRequests(
                 f"This client already has {limit} requests running; "
                 "wait for one to finish, then retry.",
@@ -286,9 +282,8 @@ class Throttle:
             if (limiter := self._limiter(rate, shared=False)) is not None
         ]
         if per_client is not None:
-            state = self._clients.get(client)
-            if state is None:  # not counted by request(): a limiter of its own
-                state = _Client()
+            # a client not counted by request() (no HTTP request) gets a limiter of its own
+            state = self._clients.get(client) or _Client()
             if direction not in state.limiters:
                 state.limiters[direction] = Limiter(
                     per_client, rates.burst, shared=True, clock=self.clock
