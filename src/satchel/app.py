@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from importlib import resources
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from satchel.http.keys import (
     SETTINGS,
     THROTTLE,
     TRUSTED_PROXIES,
+    TUSSTORE,
     UPLOAD_TOKENS,
 )
 from satchel.http.limits import limits_middleware
@@ -32,8 +34,10 @@ from satchel.http.routes import setup_routes
 from satchel.metadata.crc import SqlCrcStore
 from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.files import SqlFileRepo
+from satchel.metadata.tus import SqlUploadRepo
 from satchel.storage.local import LocalStorage
 from satchel.throttle import Throttle
+from satchel.tusstore import TusStore
 from satchel.zipstream import Limits
 
 log = logging.getLogger("satchel")
@@ -63,12 +67,20 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
                     settings.chunk_size,
                 ),
             )
+            app[TUSSTORE] = tus = await blocking(
+                TusStore,
+                SqlUploadRepo(engine),
+                store,
+                settings.data,
+                timedelta(hours=settings.tus_expiry_hours),
+            )
             app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)
+            await tus.purge()
             await store.purge()
             await store.sweep_orphans()
             app[INDEX_HTML] = await blocking(_read_page, "index.html")
             app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
-            housekeeping = asyncio.create_task(_purge_every(store, settings.purge_interval))
+            housekeeping = asyncio.create_task(_purge_every(store, tus, settings.purge_interval))
             yield
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,10 +93,11 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
     return app
 
 
-async def _purge_every(store: FileStore, seconds: float) -> None:
+async def _purge_every(store: FileStore, tus: TusStore, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
+            await tus.purge()
             await store.purge()
         except Exception:
             log.exception("Purging expired files failed; trying again in %g s", seconds)

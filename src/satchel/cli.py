@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     files.add_argument("--max-days", type=int, help="most days a client may ask for (30)")
     files.add_argument("--default-max-downloads", type=int, help="downloads allowed by default")
     files.add_argument("--max-downloads", type=int, help="most downloads a client may ask for")
+    files.add_argument(
+        "--tus-expiry-hours", type=float, help="an unfinished resumable upload is kept (24)"
+    )
 
     limits = serve.add_argument_group(
         "speed limits", "bytes a second with K/M/G suffixes (binary), each off by default"

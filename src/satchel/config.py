@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     default_max_downloads: int | None = Field(None, ge=1)
     max_downloads: int | None = Field(None, ge=1)
     purge_interval: float = Field(60.0, gt=0)
+    tus_expiry_hours: float = Field(24.0, gt=0, le=24 * 365)
     # Speed limits, bytes a second (None: no limit)
     download_rate: int | None = Field(None, ge=1024)
     upload_rate: int | None = Field(None, ge=1024)

@@ -12,13 +12,18 @@ renders them as JSON or HTML in one middleware.
     ├── Forbidden           403
     ├── NotFound            404
     │   ├── ArchiveNotFound 404 (HTML page for browsers, bilingual)
-    │   └── FileNotFound    404
+    │   ├── FileNotFound    404
+    │   └── UploadNotFound  404 (tus: unknown, expired or terminated)
     ├── MethodNotAllowed    405
     ├── RequestTimeout      408
+    ├── Conflict            409 (tus: Upload-Offset mismatch)
     ├── PreconditionFailed  412
     ├── PayloadTooLarge     413
+    ├── UnsupportedMediaType 415
     ├── RangeNotSatisfiable 416
+    ├── Locked              423 (tus: another PATCH holds the upload)
     ├── TooManyRequests     429 (with Retry-After)
+    ├── ChecksumMismatch    460 (tus checksum extension)
     ├── ServiceUnavailable  503 (with Retry-After)
     ├── InsufficientStorage 507
     └── ConfigError         (not HTTP: the CLI prints it and exits 2)
@@ -78,6 +83,11 @@ class FileNotFound(NotFound):
     message = "No such file: the id is unknown, or the file expired, was used up or was deleted."
 
 
+class UploadNotFound(NotFound):
+    code = "upload_not_found"
+    message = "No such resumable upload: it never existed, expired or was terminated."
+
+
 class MethodNotAllowed(SatchelError):
     code = "method_not_allowed"
     status = 405
@@ -94,6 +104,30 @@ class RequestTimeout(SatchelError):
     code = "request_timeout"
     status = 408
     message = "The request body stalled; nothing was stored."
+
+
+class Conflict(SatchelError):
+    code = "conflict"
+    status = 409
+    message = "The request conflicts with the resource's current state."
+
+
+class UnsupportedMediaType(SatchelError):
+    code = "unsupported_media_type"
+    status = 415
+    message = "The request body has a media type this endpoint does not take."
+
+
+class Locked(SatchelError):
+    code = "locked"
+    status = 423
+    message = "Another request is writing to this upload; retry when it is done."
+
+
+class ChecksumMismatch(SatchelError):
+    code = "checksum_mismatch"
+    status = 460
+    message = "The chunk does not match its Upload-Checksum; it was discarded."
 
 
 class PayloadTooLarge(SatchelError):

@@ -39,7 +39,7 @@ from satchel.files import (
     new_id,
     token_digest,
 )
-from satchel.storage.local import LocalStorage, TempFile
+from satchel.storage.local import LocalStorage, TempFile, hash_file
 from satchel.throttle import Shaper
 
 log = logging.getLogger("satchel.files")
@@ -157,6 +157,39 @@ class FileStore:
         )
         return record, token
 
+    async def adopt(
+        self,
+        source: Path,
+        *,
+        file_id: str,
+        delete_token: str,
+        name_for: str | None,
+        content_type: str,
+        retention: Retention,
+    ) -> StoredFile:
+        """Make a complete, fsynced file (a finished resumable upload) the stored file
+        ``file_id``. Idempotent, so a retry after a crash at any step finishes the job."""
+        existing = await self.repo.get(file_id)
+        if existing is not None:
+            return existing
+        size, sha256, crc32 = await blocking(hash_file, source)
+        await asyncio.shield(blocking(self.storage.link, source, file_id))
+        created = datetime.now(UTC)
+        record = StoredFile(
+            id=file_id,
+            name=display_name(name_for, file_id, content_type),
+            size=size,
+            content_type=content_type,
+            sha256=sha256.hex(),
+            crc32=crc32,
+            created_at=created,
+            expires_at=expiry(created, retention.days),
+            max_downloads=retention.max_downloads,
+        )
+        await self.repo.insert(record, token_digest(delete_token))
+        log.info("Stored %s (%d bytes, sha256 %s) as %s", record.name, size, record.sha256, file_id)
+        return record
+
     async def receive(
         self,
         chunks: AsyncIterator[bytes],
@@ -180,7 +213,7 @@ class FileStore:
             next_space_check = _SPACE_CHECK_EVERY
             # One deadline for the whole body, pushed forward as bytes arrive (at most
             # every stall/8 s: a timer per chunk would cost more than the hashing).
-            async with _stall_guard(stall) as deadline:
+            async with stall_guard(stall) as deadline:
                 pushed = clock()
                 async for chunk in chunks:
                     if shaper is not None:
@@ -288,7 +321,7 @@ class FileStore:
 
 
 @contextlib.asynccontextmanager
-async def _stall_guard(seconds: float) -> AsyncIterator[asyncio.Timeout]:
+async def stall_guard(seconds: float) -> AsyncIterator[asyncio.Timeout]:
     try:
         async with asyncio.timeout(seconds) as deadline:
             yield deadline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,8 @@ def test_schemathesis_finds_nothing(live_server: LiveServer, photos: Path, tmp_p
          "--max-examples", "25", "--request-timeout", "10", "--generation-deterministic",
          "--no-color"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+             "PYTHONPATH": str(Path(__file__).parent)},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:]
     assert "Error handling request" not in live_server.log.read_text()

@@ -80,7 +80,7 @@ def filename_from(request: web.Request) -> str | None:
     return request.query.get("name") or request.match_info.get("name")
 
 
-def _retention(request: web.Request) -> Retention:
+def retention_for(request: web.Request) -> Retention:
     s = request.app[SETTINGS]
     return retention(
         request.headers.get("Max-Downloads", request.query.get("max_downloads")),
@@ -109,7 +109,7 @@ async def upload(request: web.Request) -> web.Response:
     """POST /files/ and /upload/: the body is the file, or multipart/form-data `file` parts."""
     authorize_upload(request)
     store = request.app[FILESTORE]
-    kept = _retention(request)
+    kept = retention_for(request)
     await store.admit(request.content_length)
     await send_continue(request)
     if request.content_type == "multipart/form-data":

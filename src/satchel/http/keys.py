@@ -8,6 +8,7 @@ from satchel.clients import Network
 from satchel.config import Settings
 from satchel.filestore import FileStore
 from satchel.throttle import Throttle
+from satchel.tusstore import TusStore
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -17,5 +18,6 @@ OPENAPI_JSON = web.AppKey("openapi_json", bytes)
 FILESTORE = web.AppKey("filestore", FileStore)
 UPLOAD_TOKENS = web.AppKey("upload_tokens", frozenset)
 THROTTLE = web.AppKey("throttle", Throttle)
+TUSSTORE = web.AppKey("tusstore", TusStore)
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
 CLIENT = web.RequestKey("client", str)

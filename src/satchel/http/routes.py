@@ -1,6 +1,6 @@
 from aiohttp import web
 
-from satchel.http import archive, files, pages
+from satchel.http import archive, files, pages, tus
 
 
 def setup_routes(app: web.Application) -> None:
@@ -23,3 +23,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/files/{id}/", files.download)
     app.router.add_get("/download/{id}", files.download)
     app.router.add_delete("/files/{id}/", files.delete)
+    # tus 1.0 resumable uploads
+    app.router.add_route("OPTIONS", "/tus/", tus.options)
+    app.router.add_post("/tus/", tus.create, expect_handler=files.defer_expect)
+    upload = app.router.add_resource("/tus/{id}")
+    upload.add_route("HEAD", tus.head)
+    upload.add_route("PATCH", tus.patch, expect_handler=files.defer_expect)
+    upload.add_route("DELETE", tus.terminate)
+    upload.add_route("OPTIONS", tus.options)

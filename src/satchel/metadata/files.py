@@ -15,7 +15,7 @@ from satchel.metadata.tables import files
 _BATCH = 500
 
 
-def _utc(value: datetime) -> datetime:
+def utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; they were stored as UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -28,8 +28,8 @@ def _record(row: Any) -> StoredFile:
         content_type=row.content_type,
         sha256=row.sha256,
         crc32=row.crc32,
-        created_at=_utc(row.created_at),
-        expires_at=_utc(row.expires_at),
+        created_at=utc(row.created_at),
+        expires_at=utc(row.expires_at),
         max_downloads=row.max_downloads,
         downloads=row.downloads,
     )

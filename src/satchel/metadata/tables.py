@@ -1,6 +1,18 @@
 """The SQL schema (SQLAlchemy core). Migrations in ``migrations/`` create it."""
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, Table, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    false,
+    func,
+)
 
 metadata = MetaData()
 
@@ -34,4 +46,23 @@ files = Table(
     Column("downloads", Integer, nullable=False, server_default="0"),
     Column("delete_token_sha256", Text, nullable=False),
     Index("files_expires_at", "expires_at"),
+)
+
+# Resumable (tus) uploads in progress. The bytes live under <data>/tus/<id> until the
+# upload completes and becomes the stored file `file_id`.
+tus_uploads = Table(
+    "tus_uploads",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("upload_length", BigInteger, nullable=True),
+    Column("upload_offset", BigInteger, nullable=False),
+    Column("metadata", Text, nullable=False),  # JSON
+    Column("file_id", Text, nullable=False),
+    Column("delete_token", Text, nullable=False),
+    Column("max_downloads", Integer, nullable=True),
+    Column("max_days", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("completed", Boolean, nullable=False, server_default=false()),
+    Index("tus_uploads_expires_at", "expires_at"),
 )

@@ -8,6 +8,7 @@ leftover temp files are removed by ``sweep_temp`` at start.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -61,6 +62,17 @@ class TempFile:
         self.path.unlink(missing_ok=True)
 
 
+def hash_file(path: Path, chunk_size: int = 1024 * 1024) -> tuple[int, bytes, int]:
+    """(size, SHA-256, CRC-32) of a file's bytes."""
+    sha256, crc32, size = hashlib.sha256(), 0, 0
+    with path.open("rb", buffering=0) as f:
+        while chunk := f.read(chunk_size):
+            sha256.update(chunk)
+            crc32 = zlib.crc32(chunk, crc32)
+            size += len(chunk)
+    return size, sha256.digest(), crc32
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -87,6 +99,16 @@ class LocalStorage:
         target = self.path(file_id)
         target.parent.mkdir(exist_ok=True)
         os.rename(temp.path, target)
+        fsync_dir(target.parent)
+        fsync_dir(self.root)
+        return target
+
+    def link(self, source: Path, file_id: str) -> Path:
+        """Make a finished file (on the same filesystem) durable under its id; idempotent."""
+        target = self.path(file_id)
+        target.parent.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # a retry after a crash: it was made
+            os.link(source, target)
         fsync_dir(target.parent)
         fsync_dir(self.root)
         return target

@@ -1,0 +1,83 @@
+"""Resumable-upload metadata over SQL (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from satchel.metadata.files import utc
+from satchel.metadata.tables import tus_uploads
+from satchel.tus import Upload
+
+
+def _upload(row: Any) -> Upload:
+    return Upload(
+        id=row.id,
+        length=row.upload_length,
+        offset=row.upload_offset,
+        metadata=json.loads(row.metadata),
+        file_id=row.file_id,
+        delete_token=row.delete_token,
+        max_downloads=row.max_downloads,
+        max_days=row.max_days,
+        created_at=utc(row.created_at),
+        expires_at=utc(row.expires_at),
+        completed=bool(row.completed),
+    )
+
+
+class SqlUploadRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert(self, upload: Upload) -> None:
+        values = {
+            "id": upload.id,
+            "upload_length": upload.length,
+            "upload_offset": upload.offset,
+            "metadata": json.dumps(upload.metadata, ensure_ascii=False),
+            "file_id": upload.file_id,
+            "delete_token": upload.delete_token,
+            "max_downloads": upload.max_downloads,
+            "max_days": upload.max_days,
+            "created_at": upload.created_at,
+            "expires_at": upload.expires_at,
+            "completed": upload.completed,
+        }
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(tus_uploads).values(**values))
+
+    async def get(self, upload_id: str) -> Upload | None:
+        query = select(tus_uploads).where(tus_uploads.c.id == upload_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _upload(row)
+
+    async def advance(self, upload_id: str, offset: int, length: int | None) -> None:
+        values: dict[str, Any] = {"upload_offset": offset}
+        if length is not None:
+            values["upload_length"] = length
+        stmt = update(tus_uploads).where(tus_uploads.c.id == upload_id).values(**values)
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def complete(self, upload_id: str) -> None:
+        stmt = update(tus_uploads).where(tus_uploads.c.id == upload_id).values(completed=True)
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def delete(self, upload_id: str) -> bool:
+        stmt = delete(tus_uploads).where(tus_uploads.c.id == upload_id).returning(tus_uploads.c.id)
+        async with self._engine.begin() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    async def expired(self, now: datetime) -> list[str]:
+        stmt = (
+            delete(tus_uploads).where(tus_uploads.c.expires_at <= now).returning(tus_uploads.c.id)
+        )
+        async with self._engine.begin() as conn:
+            return [row.id for row in await conn.execute(stmt)]

@@ -1,0 +1,146 @@
+"""tus 1.0 resumable uploads: the records, the repository protocol, the pure rules.
+
+Header parsing and validation are pure functions here; the shell that writes
+bytes is ``tusstore.py``, the HTTP handlers ``http/tus.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+from satchel.errors import BadRequest
+
+VERSION = "1.0.0"
+EXTENSIONS = (
+    "creation",
+    "creation-with-upload",
+    "creation-defer-length",
+    "expiration",
+    "checksum",
+    "termination",
+)
+CHECKSUMS = ("sha1", "sha256", "md5")
+OFFSET_TYPE = "application/offset+octet-stream"
+_KEY = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")  # a token: no spaces, no commas
+_NUMBER = re.compile(r"^[0-9]{1,19}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: str
+    length: int | None  # None: deferred (creation-defer-length)
+    offset: int
+    metadata: dict[str, str | None]
+    file_id: str  # the stored file it becomes, chosen up front so finishing is idempotent
+    delete_token: str  # the stored file's, kept (like the upload's URL) until expiry
+    max_downloads: int | None
+    max_days: int
+    created_at: datetime
+    expires_at: datetime
+    completed: bool = False
+
+    @property
+    def filename(self) -> str | None:
+        return self.metadata.get("filename") or self.metadata.get("name")
+
+    @property
+    def filetype(self) -> str | None:
+        return self.metadata.get("filetype") or self.metadata.get("type")
+
+    @property
+    def done(self) -> bool:
+        return self.length is not None and self.offset == self.length
+
+    def moved(self, offset: int) -> Upload:
+        return replace(self, offset=offset)
+
+
+class UploadRepo(Protocol):
+    """Resumable uploads' metadata; the bytes are the shell's business."""
+
+    async def insert(self, upload: Upload) -> None: ...
+
+    async def get(self, upload_id: str) -> Upload | None: ...
+
+    async def advance(self, upload_id: str, offset: int, length: int | None) -> None:
+        """Record an acknowledged offset (and a length given late)."""
+        ...
+
+    async def complete(self, upload_id: str) -> None: ...
+
+    async def delete(self, upload_id: str) -> bool: ...
+
+    async def expired(self, now: datetime) -> list[str]:
+        """Remove the records that expired; their ids."""
+        ...
+
+
+def parse_number(name: str, value: str | None) -> int | None:
+    """A non-negative integer header, or None if absent; 400 if malformed."""
+    if value is None:
+        return None
+    if not _NUMBER.fullmatch(value.strip()):
+        raise BadRequest(f"{name} must be a non-negative integer, not {value!r}.")
+    return int(value)
+
+
+def parse_metadata(value: str | None) -> dict[str, str | None]:
+    """Upload-Metadata: 'key base64value, key2, …' → {key: text or None}."""
+    result: dict[str, str | None] = {}
+    if not value or not value.strip():
+        return result
+    for pair in value.split(","):
+        key, _, encoded = pair.strip().partition(" ")
+        if not _KEY.fullmatch(key):
+            raise BadRequest(f"Upload-Metadata: {key!r} is not a valid key.")
+        if key in result:
+            raise BadRequest(f"Upload-Metadata: {key!r} appears twice.")
+        if not encoded.strip():
+            result[key] = None
+            continue
+        try:
+            result[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise BadRequest(f"Upload-Metadata: the value of {key!r} is not base64 UTF-8.") from exc
+    return result
+
+
+def encode_metadata(metadata: dict[str, str | None]) -> str:
+    return ",".join(
+        key if text is None else f"{key} {base64.b64encode(text.encode()).decode()}"
+        for key, text in metadata.items()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Checksum:
+    algorithm: str
+    digest: bytes
+
+    def hasher(self) -> hashlib._Hash:
+        return hashlib.new(self.algorithm)
+
+
+def parse_checksum(value: str | None) -> Checksum | None:
+    """Upload-Checksum: '<algorithm> <base64 digest>'; 400 for an unsupported one."""
+    if value is None:
+        return None
+    algorithm, _, encoded = value.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in CHECKSUMS:
+        raise BadRequest(
+            f"Upload-Checksum: {algorithm!r} is not supported; use one of {', '.join(CHECKSUMS)}."
+        )
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error as exc:
+        raise BadRequest("Upload-Checksum: the digest is not base64.") from exc
+    if len(digest) != hashlib.new(algorithm).digest_size:
+        raise BadRequest(f"Upload-Checksum: a {algorithm} digest has a different length.")
+    return Checksum(algorithm, digest)

@@ -1,0 +1,293 @@
+"""Resumable uploads (tus 1.0): bytes under <data>/tus/<id>, offsets in the database.
+
+- An acknowledged offset is durable: the bytes are fsynced before the record moves,
+  and the record moves before the client hears 204.
+- One writer per upload, across processes: a PATCH holds an exclusive ``flock`` on
+  the upload's file for as long as it writes; another PATCH gets 423 at once.
+- Bytes past the acknowledged offset (a crash mid-PATCH) are cut off before writing.
+- A PATCH cut short (the network dropped) keeps what arrived, so the client resumes
+  there; with an Upload-Checksum the partial chunk cannot be verified and is dropped.
+- Finishing is idempotent: the stored file's id is chosen at creation; the bytes are
+  hard-linked into the file store, its record inserted, the upload marked complete,
+  and only then is the upload's own file removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from satchel.archive import blocking
+from satchel.errors import (
+    BadRequest,
+    ChecksumMismatch,
+    Conflict,
+    InsufficientStorage,
+    Locked,
+    PayloadTooLarge,
+    UploadNotFound,
+)
+from satchel.files import ID_RE, Retention, StoredFile, media_type, new_delete_token, new_id
+from satchel.filestore import FileStore, stall_guard
+from satchel.storage.local import fsync_dir
+from satchel.throttle import Shaper
+from satchel.tus import Checksum, Upload, UploadRepo
+
+log = logging.getLogger("satchel.tus")
+
+_BATCH = 1024 * 1024
+
+
+class TusStore:
+    def __init__(self, repo: UploadRepo, files: FileStore, data: Path, expiry: timedelta) -> None:
+        self.repo = repo
+        self.files = files
+        self.root = data / "tus"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.expiry = expiry
+
+    def path(self, upload_id: str) -> Path:
+        return self.root / upload_id
+
+    async def create(
+        self, *, length: int | None, metadata: dict[str, str | None], retention: Retention
+    ) -> Upload:
+        if length is not None and length > self.files.limits.max_upload_size:
+            raise PayloadTooLarge(
+                f"Upload-Length is {length} bytes; this server accepts at most "
+                f"{self.files.limits.max_upload_size}."
+            )
+        await self.files.admit(length)
+        now = datetime.now(UTC)
+        upload = Upload(
+            id=new_id(),
+            length=length,
+            offset=0,
+            metadata=metadata,
+            file_id=new_id(),
+            delete_token=new_delete_token(),
+            max_downloads=retention.max_downloads,
+            max_days=retention.days,
+            created_at=now,
+            expires_at=now + self.expiry,
+        )
+        await blocking(self._create_file, self.path(upload.id))
+        await self.repo.insert(upload)
+        if length == 0:
+            return await self.settle(upload)
+        return upload
+
+    def _create_file(self, path: Path) -> None:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+        fsync_dir(self.root)
+
+    async def get(self, upload_id: str) -> Upload:
+        upload = await self.repo.get(upload_id) if ID_RE.fullmatch(upload_id) else None
+        if upload is None or upload.expires_at <= datetime.now(UTC):
+            raise UploadNotFound()
+        return upload
+
+    async def stored(self, upload: Upload) -> StoredFile | None:
+        """The stored file a completed upload became, while it is available."""
+        if not upload.completed:
+            return None
+        record = await self.files.repo.get(upload.file_id)
+        return record if record is not None and record.available(datetime.now(UTC)) else None
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        length: int | None = None,
+        checksum: Checksum | None = None,
+        shaper: Shaper | None = None,
+    ) -> Upload:
+        """Write one PATCH body at ``offset``; the upload as acknowledged afterwards."""
+        upload = await self.get(upload_id)
+        if offset != upload.offset:
+            raise Conflict(f"Upload-Offset is {offset}, but the upload is at {upload.offset}.")
+        fd = await self._lock(upload)
+        try:
+            upload = await self.get(upload_id)  # another process may have moved it meanwhile
+            if offset != upload.offset:
+                raise Conflict(f"Upload-Offset is {offset}, but the upload is at {upload.offset}.")
+            if length is not None and length != upload.length:
+                if upload.length is not None:
+                    raise BadRequest("Upload-Length cannot change once it is set.")
+                if not offset <= length <= self.files.limits.max_upload_size:
+                    raise PayloadTooLarge(
+                        f"Upload-Length {length} is outside {offset}–"
+                        f"{self.files.limits.max_upload_size}."
+                    )
+                await self.repo.advance(upload.id, offset, length)
+                upload = await self.get(upload_id)
+            if not upload.completed:
+                end = await self._receive(upload, fd, chunks, checksum, shaper)
+                upload = upload.moved(end)
+                if upload.done:
+                    upload = await self._finish(upload)
+        finally:
+            await asyncio.shield(blocking(os.close, fd))  # closing releases the lock
+        return upload
+
+    async def settle(self, upload: Upload) -> Upload:
+        """Finish an upload whose bytes are all in but which is not yet a stored file
+        (a crash in between, or a zero-length upload); a no-op otherwise."""
+        if not upload.done or upload.completed:
+            return upload
+        try:
+            fd = await self._lock(upload)
+        except Locked:
+            return upload  # the PATCH holding it finishes it
+        try:
+            upload = await self.get(upload.id)
+            return await self._finish(upload) if not upload.completed else upload
+        finally:
+            await asyncio.shield(blocking(os.close, fd))
+
+    async def _lock(self, upload: Upload) -> int:
+        try:
+            fd = await blocking(os.open, self.path(upload.id), os.O_WRONLY)
+        except FileNotFoundError as exc:  # terminated or purged meanwhile
+            raise UploadNotFound() from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # never blocks
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise Locked(headers={"Retry-After": "1"}) from exc
+        return fd
+
+    async def _receive(
+        self,
+        upload: Upload,
+        fd: int,
+        chunks: AsyncIterator[bytes],
+        checksum: Checksum | None,
+        shaper: Shaper | None,
+    ) -> int:
+        """Append the body; its end offset, fsynced and recorded."""
+        start = upload.offset
+        room = upload.length if upload.length is not None else self.files.limits.max_upload_size
+        room -= start
+        await blocking(os.ftruncate, fd, start)  # drop bytes never acknowledged
+        hasher = checksum.hasher() if checksum is not None else None
+        stall = self.files.limits.read_timeout
+        written = 0
+        batch: list[bytes] = []
+        batched = 0
+        try:
+            async with stall_guard(stall) as deadline:
+                async for chunk in chunks:
+                    if shaper is not None:
+                        deadline.reschedule(None)
+                        await shaper.consume(len(chunk))
+                    deadline.reschedule(asyncio.get_running_loop().time() + stall)
+                    if written + batched + len(chunk) > room:
+                        raise PayloadTooLarge(
+                            f"The chunk goes past Upload-Length ({upload.length}); "
+                            "it was discarded."
+                            if upload.length is not None
+                            else "The upload is larger than this server accepts."
+                        )
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    batch.append(chunk)
+                    batched += len(chunk)
+                    if batched >= _BATCH:
+                        written += await blocking(_pwrite_all, fd, batch, start + written)
+                        batch, batched = [], 0
+                        if await blocking(self.files.storage.free_bytes) < (
+                            self.files.limits.disk_reserve
+                        ):
+                            raise InsufficientStorage()
+            written += await blocking(_pwrite_all, fd, batch, start + written)
+            if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
+                raise ChecksumMismatch()
+        except (PayloadTooLarge, ChecksumMismatch, InsufficientStorage):
+            await asyncio.shield(blocking(os.ftruncate, fd, start))
+            raise
+        except BaseException:
+            # Cut short (the network, a stall, a cancellation): keep what arrived, unless
+            # a checksum was promised for the whole chunk.
+            pending = batch if checksum is None else None
+            await asyncio.shield(self._cut_short(upload, fd, start + written, pending))
+            raise
+        end = start + written
+        await asyncio.shield(self._acknowledge(upload, fd, end))
+        return end
+
+    async def _cut_short(
+        self, upload: Upload, fd: int, written_to: int, pending: list[bytes] | None
+    ) -> None:
+        """Keep the bytes of a body cut short (``pending`` ones too), or, with ``pending``
+        None (a checksum was promised), none of them."""
+        if pending is None:
+            return await self._acknowledge(upload, fd, upload.offset)
+        written_to += await blocking(_pwrite_all, fd, pending, written_to)
+        await self._acknowledge(upload, fd, written_to)
+
+    async def _acknowledge(self, upload: Upload, fd: int, end: int) -> None:
+        await blocking(_truncate_and_sync, fd, end)
+        if end != upload.offset:
+            await self.repo.advance(upload.id, end, None)
+
+    async def _finish(self, upload: Upload) -> Upload:
+        """Make the complete bytes the stored file; idempotent."""
+        await self.files.adopt(
+            self.path(upload.id),
+            file_id=upload.file_id,
+            delete_token=upload.delete_token,
+            name_for=upload.filename,
+            content_type=media_type(upload.filetype),
+            retention=Retention(upload.max_downloads, upload.max_days),
+        )
+        await self.repo.complete(upload.id)
+        await blocking(self.path(upload.id).unlink, missing_ok=True)
+        log.info("Resumable upload %s is complete: file %s", upload.id, upload.file_id)
+        return replace(upload, completed=True)
+
+    # -- removal ---------------------------------------------------------------------
+
+    async def terminate(self, upload_id: str) -> None:
+        upload = await self.get(upload_id)
+        fd = await self._lock(upload)
+        try:
+            await self.repo.delete(upload.id)
+            await blocking(self.path(upload.id).unlink, missing_ok=True)
+        finally:
+            await asyncio.shield(blocking(os.close, fd))
+
+    async def purge(self) -> int:
+        """Remove expired uploads, finished or not (a finished one's file lives on)."""
+        ids = await self.repo.expired(datetime.now(UTC))
+        for upload_id in ids:
+            await blocking(self.path(upload_id).unlink, missing_ok=True)
+        if ids:
+            log.info("Removed %d expired resumable uploads", len(ids))
+        return len(ids)
+
+
+def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> int:
+    written = 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            n = os.pwrite(fd, view, offset + written)
+            view = view[n:]
+            written += n
+    return written
+
+
+def _truncate_and_sync(fd: int, end: int) -> None:
+    os.ftruncate(fd, end)
+    os.fsync(fd)

@@ -1,0 +1,70 @@
+"""One suite for resumable-upload metadata, against SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from satchel.files import new_delete_token, new_id
+from satchel.metadata.db import create_engine, migrate
+from satchel.metadata.tus import SqlUploadRepo
+from satchel.tus import Upload
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def repo(db_url: str) -> AsyncIterator[SqlUploadRepo]:
+    engine: AsyncEngine = create_engine(db_url)
+    await migrate(engine)
+    yield SqlUploadRepo(engine)
+    await engine.dispose()
+
+
+def upload(**changes: object) -> Upload:
+    base = Upload(
+        id=new_id(), length=10 * 1024**3, offset=0,
+        metadata={"filename": "отпуск.mp4", "filetype": "video/mp4", "flag": None},
+        file_id=new_id(), delete_token=new_delete_token(), max_downloads=3, max_days=7,
+        created_at=NOW, expires_at=NOW + timedelta(days=1),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_insert_then_get_round_trips(repo: SqlUploadRepo) -> None:
+    u = upload()
+    await repo.insert(u)
+    assert await repo.get(u.id) == u
+    assert await repo.get("missing") is None
+
+
+async def test_offsets_lengths_and_completion_are_recorded(repo: SqlUploadRepo) -> None:
+    u = upload(length=None)
+    await repo.insert(u)
+    await repo.advance(u.id, 5 * 1024**3, None)
+    assert await repo.get(u.id) == dataclasses.replace(u, offset=5 * 1024**3)
+    await repo.advance(u.id, 6 * 1024**3, 8 * 1024**3)
+    await repo.complete(u.id)
+    got = await repo.get(u.id)
+    assert got is not None
+    assert (got.offset, got.length, got.completed) == (6 * 1024**3, 8 * 1024**3, True)
+
+
+async def test_expired_uploads_are_removed_once(repo: SqlUploadRepo) -> None:
+    old, fresh = upload(expires_at=NOW - timedelta(seconds=1)), upload()
+    await repo.insert(old)
+    await repo.insert(fresh)
+    assert await repo.expired(NOW) == [old.id]
+    assert await repo.expired(NOW) == []
+    assert await repo.get(fresh.id) == fresh
+
+
+async def test_delete_says_whether_there_was_one(repo: SqlUploadRepo) -> None:
+    u = upload()
+    await repo.insert(u)
+    assert await repo.delete(u.id) is True
+    assert await repo.delete(u.id) is False

@@ -1,0 +1,323 @@
+"""tus 1.0 at /tus/, case by case: every status code, through a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from satchel.app import create_app
+from satchel.config import load_settings
+from satchel.http.keys import TUSSTORE
+
+from .conftest import ClientFactory
+
+TUS = {"Tus-Resumable": "1.0.0"}
+CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+@pytest.fixture
+def make(aiohttp_client: Any, photos: Path, data_dir: Path) -> ClientFactory:
+    async def factory(**overrides: Any) -> TestClient[Any, Any]:
+        settings = load_settings(photos=photos, data=data_dir, **overrides)
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+        return client
+
+    return factory
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+async def create(client: TestClient[Any, Any], length: int | None, **headers: str) -> str:
+    sized = {"Upload-Length": str(length)} if length is not None else {"Upload-Defer-Length": "1"}
+    resp = await client.post("/tus/", headers={**TUS, **sized, **headers})
+    assert resp.status == 201, await resp.text()
+    assert resp.headers["Tus-Resumable"] == "1.0.0"
+    location = resp.headers["Location"]
+    assert location.startswith("http://") and "/tus/" in location
+    return "/tus/" + location.rsplit("/", 1)[1]
+
+
+async def patch(
+    client: TestClient[Any, Any], url: str, offset: int, data: bytes, **headers: str
+) -> Any:
+    return await client.patch(
+        url, data=BytesIO(data), headers={**CHUNK, "Upload-Offset": str(offset), **headers}
+    )
+
+
+def path_of(url: str) -> str:
+    """'http://host:port/files/x/' → '/files/x/'."""
+    return "/" + url.split("/", 3)[3]
+
+
+async def offset_of(client: TestClient[Any, Any], url: str) -> int:
+    resp = await client.head(url, headers=TUS)
+    assert resp.status == 200
+    return int(resp.headers["Upload-Offset"])
+
+
+async def test_options_advertises_the_extensions(make: ClientFactory) -> None:
+    client = await make(max_upload_size="1G")
+    resp = await client.options("/tus/")
+    assert resp.status == 204
+    assert resp.headers["Tus-Version"] == "1.0.0"
+    assert set(resp.headers["Tus-Extension"].split(",")) == {
+        "creation", "creation-with-upload", "creation-defer-length", "expiration", "checksum",
+        "termination",
+    }  # fmt: skip
+    assert resp.headers["Tus-Max-Size"] == str(1024**3)
+    assert resp.headers["Tus-Checksum-Algorithm"] == "sha1,sha256,md5"
+
+
+async def test_an_upload_in_chunks_becomes_a_stored_file(make: ClientFactory) -> None:
+    client = await make()
+    data = os.urandom(300_000)
+    url = await create(
+        client,
+        len(data),
+        **{
+            "Upload-Metadata": f"filename {b64('отчёт.pdf')},filetype {b64('application/pdf')}",
+            "Max-Downloads": "2",
+        },
+    )
+    head = await client.head(url, headers=TUS)
+    assert head.headers["Upload-Offset"] == "0"
+    assert head.headers["Upload-Length"] == str(len(data))
+    assert head.headers["Cache-Control"] == "no-store"
+    assert "Upload-Expires" in head.headers
+    assert f"filename {b64('отчёт.pdf')}" in head.headers["Upload-Metadata"]
+    first = await patch(client, url, 0, data[:100_000])
+    assert first.status == 204
+    assert first.headers["Upload-Offset"] == "100000"
+    assert "Satchel-Download" not in first.headers
+    last = await patch(client, url, 100_000, data[100_000:])
+    assert last.status == 204
+    assert last.headers["Upload-Offset"] == str(len(data))
+    download = last.headers["Satchel-Download"]
+    got = await client.get(path_of(download))
+    assert await got.read() == data
+    assert (
+        "filename*=UTF-8''%D0%BE%D1%82%D1%87%D1%91%D1%82.pdf" in got.headers["Content-Disposition"]
+    )
+    assert got.headers["Content-Type"] == "application/pdf"
+    check = await (await client.get(f"/check/{last.headers['Satchel-File-Id']}")).json()
+    assert check["sha256"] == hashlib.sha256(data).hexdigest()
+    assert check["downloads_left"] == 1  # the download above reached the end
+    # HEAD after completion still tells the links, so a lost last answer is recoverable
+    again = await client.head(url, headers=TUS)
+    assert again.headers["Satchel-Delete"] == last.headers["Satchel-Delete"]
+
+
+async def test_creation_with_upload_and_deferred_length(make: ClientFactory) -> None:
+    client = await make()
+    resp = await client.post("/tus/", data=b"hello ", headers={**CHUNK, "Upload-Defer-Length": "1"})
+    assert resp.status == 201
+    assert resp.headers["Upload-Offset"] == "6"
+    url = path_of(resp.headers["Location"])
+    head = await client.head(url, headers=TUS)
+    assert head.headers["Upload-Defer-Length"] == "1"
+    done = await patch(client, url, 6, b"world", **{"Upload-Length": "11"})
+    assert done.status == 204
+    got = await client.get(path_of(done.headers["Satchel-Download"]))
+    assert await got.read() == b"hello world"
+
+
+async def test_an_empty_upload_is_complete_at_once(make: ClientFactory) -> None:
+    client = await make()
+    resp = await client.post("/tus/", headers={**TUS, "Upload-Length": "0"})
+    assert resp.status == 201
+    got = await client.get(path_of(resp.headers["Satchel-Download"]))
+    assert (got.status, await got.read()) == (200, b"")
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256", "md5"])
+async def test_checksums_are_verified_and_a_bad_chunk_is_discarded(
+    make: ClientFactory, data_dir: Path, algorithm: str
+) -> None:
+    client = await make()
+    url = await create(client, 10)
+
+    def digest(data: bytes) -> str:
+        return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}"
+
+    good = await patch(client, url, 0, b"12345", **{"Upload-Checksum": digest(b"12345")})
+    assert good.status == 204
+    bad = await patch(client, url, 5, b"67890", **{"Upload-Checksum": digest(b"xxxxx")})
+    assert bad.status == 460
+    assert bad.headers["Tus-Resumable"] == "1.0.0"
+    assert (await bad.json())["error"] == "checksum_mismatch"
+    assert await offset_of(client, url) == 5
+    assert (data_dir / "tus" / url.rsplit("/", 1)[1]).stat().st_size == 5
+    final = await patch(client, url, 5, b"67890", **{"Upload-Checksum": digest(b"67890")})
+    assert final.status == 204
+    got = await client.get(path_of(final.headers["Satchel-Download"]))
+    assert await got.read() == b"1234567890"
+
+
+async def test_bad_requests_get_the_protocol_status_codes(make: ClientFactory) -> None:
+    client = await make(max_upload_size="1M")
+    url = await create(client, 10)
+
+    async def status(method: str, path: str, **headers: str) -> int:
+        body = b"abc" if method == "PATCH" else None
+        resp = await client.request(method, path, data=body, headers=headers)
+        assert resp.headers.get("Tus-Resumable") == "1.0.0", (method, headers)
+        return resp.status
+
+    # 412: no or another protocol version, with the versions we speak
+    resp = await client.head(url)
+    assert (resp.status, resp.headers["Tus-Version"]) == (412, "1.0.0")
+    assert (
+        await status("PATCH", url, **{**CHUNK, "Tus-Resumable": "0.2.2", "Upload-Offset": "0"})
+        == 412
+    )
+    # 415: a PATCH must carry application/offset+octet-stream
+    assert (
+        await status("PATCH", url, **TUS, **{"Content-Type": "text/plain", "Upload-Offset": "0"})
+        == 415
+    )
+    # 400: no offset, a malformed one, an unsupported checksum, bad metadata, no length
+    assert await status("PATCH", url, **CHUNK) == 400
+    assert await status("PATCH", url, **CHUNK, **{"Upload-Offset": "-1"}) == 400
+    assert (
+        await status(
+            "PATCH", url, **CHUNK, **{"Upload-Offset": "0", "Upload-Checksum": "crc32 AAAAAA=="}
+        )
+        == 400
+    )
+    assert (
+        await status(
+            "POST", "/tus/", **TUS, **{"Upload-Length": "3", "Upload-Metadata": "name !!!"}
+        )
+        == 400
+    )
+    assert await status("POST", "/tus/", **TUS) == 400
+    # 409: the wrong offset
+    assert await status("PATCH", url, **CHUNK, **{"Upload-Offset": "4"}) == 409
+    # 413: past the declared length, or larger than the server takes
+    assert (await patch(client, url, 0, b"x" * 11)).status == 413
+    assert await offset_of(client, url) == 0
+    assert await status("POST", "/tus/", **TUS, **{"Upload-Length": str(2 * 1024**2)}) == 413
+    # 404: unknown, malformed ids
+    assert await status("HEAD", "/tus/AAAAAAAAAAAAAAAAAAAAAA", **TUS) == 404
+    assert await status("PATCH", "/tus/nope", **CHUNK, **{"Upload-Offset": "0"}) == 404
+    # termination: 204, then 404 everywhere
+    assert await status("DELETE", url, **TUS) == 204
+    assert await status("HEAD", url, **TUS) == 404
+    assert await status("PATCH", url, **CHUNK, **{"Upload-Offset": "0"}) == 404
+
+
+async def test_uploads_need_the_upload_token_when_the_server_has_one(
+    make: ClientFactory,
+) -> None:
+    client = await make(upload_token=("secret",))
+    resp = await client.post("/tus/", headers={**TUS, "Upload-Length": "1"})
+    assert resp.status == 401
+    assert resp.headers["Tus-Resumable"] == "1.0.0"
+    url = await create(client, 1, Authorization="Bearer secret")
+    assert (await patch(client, url, 0, b"x")).status == 401
+    assert (await patch(client, url, 0, b"x", Authorization="Bearer secret")).status == 204
+
+
+async def test_expired_uploads_are_gone_and_swept(make: ClientFactory, data_dir: Path) -> None:
+    client = await make(tus_expiry_hours=1 / 3600)  # one second
+    url = await create(client, 10)
+    assert (await patch(client, url, 0, b"12345")).status == 204
+    await asyncio.sleep(1.2)
+    assert (await client.head(url, headers=TUS)).status == 404
+    assert await client.app[TUSSTORE].purge() == 1
+    assert list((data_dir / "tus").iterdir()) == []
+
+
+async def test_a_dropped_patch_keeps_what_arrived(make: ClientFactory) -> None:
+    client = await make()
+    url = await create(client, 200_000)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = (
+        f"PATCH {url} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+        "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+        "Content-Length: 200000\r\n\r\n"
+    )
+    writer.write(head.encode() + b"a" * 80_000)
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.transport.abort()  # the network drops mid-chunk
+
+    async def kept() -> int:
+        for _ in range(50):
+            if (at := await offset_of(client, url)) > 0:
+                return at
+            await asyncio.sleep(0.1)
+        return 0
+
+    assert await kept() == 80_000
+    done = await patch(client, url, 80_000, b"b" * 120_000)
+    assert done.status == 204
+    got = await client.get(path_of(done.headers["Satchel-Download"]))
+    assert await got.read() == b"a" * 80_000 + b"b" * 120_000
+
+
+async def test_a_second_patch_meanwhile_gets_423_and_bytes_never_interleave(
+    make: ClientFactory,
+) -> None:
+    client = await make()
+    url = await create(client, 100)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        f"PATCH {url} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+        "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+        "Content-Length: 100\r\n\r\n".encode()
+        + b"a" * 40
+    )
+    await writer.drain()
+    await asyncio.sleep(0.3)  # the first PATCH now holds the upload
+    second = await patch(client, url, 0, b"b" * 100)
+    assert second.status == 423
+    assert second.headers["Retry-After"] == "1"
+    writer.write(b"a" * 60)
+    await writer.drain()
+    answer = await reader.readuntil(b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 204")
+    writer.close()
+    resp = await client.head(url, headers=TUS)
+    got = await client.get(path_of(resp.headers["Satchel-Download"]))
+    assert await got.read() == b"a" * 100
+
+
+async def test_a_crash_between_the_last_bytes_and_the_stored_file_heals(
+    make: ClientFactory,
+) -> None:
+    """The bytes are acknowledged but the process died before the file was stored:
+    the next HEAD (as a client does on resume) finishes the job, once."""
+    client = await make()
+    store = client.app[TUSSTORE]
+    url = await create(client, 5)
+    upload_id = url.rsplit("/", 1)[1]
+    store.path(upload_id).write_bytes(b"12345")
+    await store.repo.advance(upload_id, 5, None)
+    heads = await asyncio.gather(*(client.head(url, headers=TUS) for _ in range(3)))
+    file_ids = {h.headers.get("Satchel-File-Id") for h in heads} - {None}
+    assert len(file_ids) == 1
+    got = await client.get(f"/files/{file_ids.pop()}/")
+    assert await got.read() == b"12345"
+    assert not store.path(upload_id).exists()
+
+
+async def test_patches_keep_to_the_upload_rate(make: ClientFactory) -> None:
+    client = await make(upload_rate="1M")
+    url = await create(client, 2 * 1024**2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await patch(client, url, 0, os.urandom(2 * 1024**2))
+    assert resp.status == 204
+    assert 1.5 <= loop.time() - started <= 3.5
