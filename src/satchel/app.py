@@ -23,6 +23,7 @@ from satchel.http.keys import (
     FILESTORE,
     INDEX_HTML,
     OPENAPI_JSON,
+    PAGE_JS,
     SETTINGS,
     THROTTLE,
     TRUSTED_PROXIES,
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
             await store.sweep_orphans()
             app[INDEX_HTML] = await blocking(_read_page, "index.html")
             app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
+            app[PAGE_JS] = await blocking(_read_page, "satchel.js")
             housekeeping = asyncio.create_task(_purge_every(store, tus, settings.purge_interval))
             yield
             housekeeping.cancel()

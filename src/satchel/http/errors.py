@@ -27,6 +27,9 @@ h1{{font-size:1.4rem}}p.code{{color:#777}}</style></head>
 """
 
 
+_REASONS = {460: "Checksum Mismatch"}  # tus's own status, unknown to http.HTTPStatus
+
+
 def _wants_html(request: web.Request, error: SatchelError | None) -> bool:
     if isinstance(error, ArchiveNotFound):  # people follow these links in browsers
         return True
@@ -54,11 +57,17 @@ def render_error(
             lang=lang, status=status, code=code, headline=html.escape(message), extra=extra
         )
         return web.Response(
-            status=status, text=body, content_type="text/html", charset="utf-8", headers=headers
+            status=status,
+            reason=_REASONS.get(status),
+            text=body,
+            content_type="text/html",
+            charset="utf-8",
+            headers=headers,
         )
     payload = {"error": code, "message": message, "status": status}
     return web.Response(
         status=status,
+        reason=_REASONS.get(status),
         text=json.dumps(payload, ensure_ascii=False),
         content_type="application/json",
         headers=headers,
@@ -75,6 +84,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return render_error(request, exc.status, exc.code, exc.message, error=exc, headers=headers)
     except HttpProcessingError as exc:  # e.g. a malformed multipart body
         return render_error(request, 400, "bad_request", f"Malformed request: {exc.message}")
+    except ConnectionResetError as exc:  # the client left mid-body: nobody to answer
+        log.info("%s %s: the client went away (%s)", request.method, request.path, exc)
+        return render_error(request, 400, "connection_lost", "The connection was lost.")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

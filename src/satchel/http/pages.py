@@ -5,11 +5,20 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import text
 
-from satchel.http.keys import ENGINE, INDEX_HTML, OPENAPI_JSON
+from satchel.http.keys import ENGINE, INDEX_HTML, OPENAPI_JSON, PAGE_JS
 
 
 async def index(request: web.Request) -> web.Response:
     return web.Response(body=request.app[INDEX_HTML], content_type="text/html", charset="utf-8")
+
+
+async def script(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[PAGE_JS],
+        content_type="text/javascript",
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 async def favicon(_request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from satchel.http import archive, files, pages, tus
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", pages.index)
+    app.router.add_get("/satchel.js", pages.script)
     app.router.add_get("/favicon.ico", pages.favicon)
     app.router.add_get("/healthz", pages.healthz)
     app.router.add_get("/openapi.json", pages.openapi)

@@ -1,0 +1,116 @@
+"""The web page in a real browser (Debian's Chromium driven by Playwright): a 20 MB
+upload survives going offline midway; links, delete and plain-words errors work."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import IN_CI, LiveServer, start_server, stop_server
+
+pytestmark = pytest.mark.interop
+
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed (it is in the dev extra)")
+    if not CHROMIUM.exists():
+        if IN_CI:
+            pytest.fail("chromium is not installed (CI must install it in .ci/run)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(photos: Path, data_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """Uploads at 4 MiB/s, so going offline lands in the middle of a 20 MB upload."""
+    live = start_server(
+        photos, data_dir, tmp_path, None, "--upload-rate", "4M", "--max-upload-size", "30M"
+    )
+    yield live
+    stop_server(live)
+    assert "Error handling request" not in live.log.read_text()
+
+
+def test_an_upload_survives_going_offline_midway(
+    browser: Any, server: LiveServer, tmp_path: Path
+) -> None:
+    data = os.urandom(20 * MiB)
+    source = tmp_path / "holiday video.bin"
+    source.write_bytes(data)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.set_input_files("#files", str(source))
+
+    page.wait_for_function("document.querySelector('#uploads progress')?.value > 6 * 1024 * 1024")
+    context.set_offline(True)
+    page.wait_for_selector("#uploads .status:has-text('Connection lost')", timeout=15_000)
+    assert "offline" in page.inner_text("#network")
+    page.wait_for_timeout(1500)
+    context.set_offline(False)
+
+    link = page.wait_for_selector("#done a.download", timeout=60_000)
+    assert link.inner_text() == "holiday video.bin"
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "web-upload.png"), full_page=True)
+    href = link.get_attribute("href")
+    with urllib.request.urlopen(href) as resp:
+        assert hashlib.sha256(resp.read()).digest() == hashlib.sha256(data).digest()
+    assert page.input_value("#done input.check").endswith(href.rsplit("/", 2)[1])
+
+    page.click("#done button.delete")
+    page.wait_for_selector("#done .note:has-text('Deleted')")
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(href)
+    assert gone.value.code == 404
+    gone.value.close()
+    context.close()
+
+
+def test_pause_resume_and_errors_in_plain_words(
+    browser: Any, server: LiveServer, tmp_path: Path
+) -> None:
+    big = tmp_path / "too big.iso"
+    with big.open("wb") as f:
+        f.truncate(31 * MiB)  # over --max-upload-size: refused before a byte is sent
+    small = tmp_path / "notes.txt"
+    small.write_bytes(os.urandom(8 * MiB))
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#max-size:has-text('30.0 MiB')")
+    page.set_input_files("#files", [str(big), str(small)])
+    page.wait_for_selector(".row.failed .status:has-text('larger than the server accepts')")
+
+    page.wait_for_function(
+        "[...document.querySelectorAll('#uploads progress')].some(p => p.value > 1024 * 1024)"
+    )
+    toggle = page.locator("#uploads .row:not(.failed) button.toggle")
+    toggle.click()
+    page.wait_for_selector("#uploads .status:has-text('Paused')")
+    paused_at = page.eval_on_selector("#uploads .row:not(.failed) progress", "p => p.value")
+    page.wait_for_timeout(800)
+    assert page.eval_on_selector("#uploads .row:not(.failed) progress", "p => p.value") == paused_at
+    toggle.click()
+    link = page.wait_for_selector("#done a.download", timeout=30_000)
+    with urllib.request.urlopen(link.get_attribute("href")) as resp:
+        assert resp.read() == small.read_bytes()
+    context.close()
