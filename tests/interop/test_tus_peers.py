@@ -145,3 +145,51 @@ def test_the_upload_lock_holds_across_processes(
     finally:
         stop_server(a)
         stop_server(b)
+
+
+def test_acknowledged_offsets_survive_kill_9_of_the_server(
+    photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """Two chunks acknowledged, the server killed during the third: after a restart the
+    offset is the acknowledged one, and the upload finishes with the right bytes."""
+    data = os.urandom(6 * MiB)
+    chunk = 2 * MiB
+    server = start_server(photos, data_dir, tmp_path, None, "--upload-rate", "4M")
+    try:
+        creation = urllib.request.Request(
+            f"{server.url}/tus/", method="POST", headers={**TUS, "Upload-Length": str(len(data))}
+        )
+        with urllib.request.urlopen(creation) as created:
+            path = "/tus/" + created.headers["Location"].rsplit("/", 1)[1]
+
+        def send(base: str, offset: int, body: bytes) -> int:
+            request = urllib.request.Request(
+                f"{base}{path}", method="PATCH", data=body,
+                headers={**TUS, "Content-Type": "application/offset+octet-stream",
+                         "Upload-Offset": str(offset)},
+            )  # fmt: skip
+            with urllib.request.urlopen(request) as resp:
+                return int(resp.headers["Upload-Offset"])
+
+        assert send(server.url, 0, data[:chunk]) == chunk
+        assert send(server.url, chunk, data[chunk : 2 * chunk]) == 2 * chunk
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as third:
+            third.sendall(
+                f"PATCH {path} HTTP/1.1\r\nHost: a\r\nTus-Resumable: 1.0.0\r\n"
+                "Content-Type: application/offset+octet-stream\r\n"
+                f"Upload-Offset: {2 * chunk}\r\nContent-Length: {chunk}\r\n\r\n".encode()
+                + data[2 * chunk : 2 * chunk + MiB]
+            )
+            time.sleep(0.5)
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait()
+    finally:
+        stop_server(server)
+    again = start_server(photos, data_dir, tmp_path)
+    try:
+        assert head(f"{again.url}{path}")["Upload-Offset"] == str(2 * chunk)
+        assert send(again.url, 2 * chunk, data[2 * chunk :]) == len(data)
+        assert fetch(head(f"{again.url}{path}")["Satchel-Download"]) == data
+    finally:
+        stop_server(again)
