@@ -9,8 +9,10 @@ leftover temp files are removed by ``sweep_temp`` at start.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
+import mmap
 import os
 import secrets
 import shutil
@@ -20,8 +22,18 @@ from pathlib import Path
 log = logging.getLogger("satchel.storage")
 
 
+_ALIGN = 4096  # O_DIRECT wants buffers, sizes and offsets aligned to the block size
+_STAGE = 1024 * 1024
+
+
 class TempFile:
-    """A file being received; hashes (SHA-256, CRC-32) as bytes are written."""
+    """A file being received; hashes (SHA-256, CRC-32) as bytes are written.
+
+    Written with O_DIRECT where the filesystem allows it, through one aligned 1 MiB
+    staging buffer: on this kind of VM, filling fresh page-cache pages runs at
+    0.35–0.42 GB/s while direct writes reach 2.3–2.5 GB/s (bench/RESULTS.md). The
+    last partial block goes through the page cache; ``finish`` fsyncs either way.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / f"{secrets.token_hex(16)}.part"
@@ -29,16 +41,35 @@ class TempFile:
         self.size = 0
         self.crc32 = 0
         self._sha256 = hashlib.sha256()
+        self._stage: mmap.mmap | None = None
+        try:  # set after creating: a failed O_DIRECT open could leave the file behind
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, os.O_WRONLY | os.O_DIRECT)
+            self._stage = mmap.mmap(-1, _STAGE)  # page-aligned
+        except OSError:
+            pass  # no direct I/O here (tmpfs, some network filesystems): buffered writes
+        self._staged = 0
 
     def write(self, data: bytes | memoryview) -> None:
-        assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
         self._sha256.update(data)
         self.crc32 = zlib.crc32(data, self.crc32)
         self.size += len(data)
+        if self._stage is None:
+            return self._write_out(memoryview(data))
+        view = memoryview(data)
+        while view:
+            n = min(len(view), _STAGE - self._staged)
+            self._stage[self._staged : self._staged + n] = view[:n]
+            self._staged += n
+            view = view[n:]
+            if self._staged == _STAGE:
+                self._write_out(memoryview(self._stage))
+                self._staged = 0
+
+    def _write_out(self, view: memoryview) -> None:
+        assert self._fd is not None
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
 
     def write_all(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
@@ -51,6 +82,14 @@ class TempFile:
     def finish(self) -> None:
         """Flush to stable storage and close."""
         assert self._fd is not None
+        if self._stage is not None:
+            stage, self._stage = self._stage, None
+            aligned = self._staged - self._staged % _ALIGN
+            with memoryview(stage) as view:
+                self._write_out(view[:aligned])  # still O_DIRECT
+                fcntl.fcntl(self._fd, fcntl.F_SETFL, os.O_WRONLY)
+                self._write_out(view[aligned : self._staged])  # the unaligned tail
+            stage.close()
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
@@ -59,6 +98,9 @@ class TempFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
         self.path.unlink(missing_ok=True)
 
 
