@@ -50,8 +50,16 @@ class TempFile:
         self._staged = 0
 
     def write(self, data: bytes | memoryview) -> None:
+        self.digest(data)
+        self.store(data)
+
+    def digest(self, data: bytes | memoryview) -> None:
+        """Hash bytes (may run in one thread while ``store`` runs in another)."""
         self._sha256.update(data)
         self.crc32 = zlib.crc32(data, self.crc32)
+
+    def store(self, data: bytes | memoryview) -> None:
+        """Write bytes out."""
         self.size += len(data)
         if self._stage is None:
             return self._write_out(memoryview(data))
@@ -74,6 +82,14 @@ class TempFile:
     def write_all(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
             self.write(chunk)
+
+    def digest_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.digest(chunk)
+
+    def store_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.store(chunk)
 
     @property
     def sha256(self) -> bytes:
