@@ -46,9 +46,12 @@ log = logging.getLogger("satchel")
 
 def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Application:
     """The whole service. ``limits`` shrinks ZIP64 thresholds (tests only)."""
-    app = web.Application(middlewares=[error_middleware, limits_middleware])
+    rates = settings.rates()
+    # Naming and counting clients costs every request a little; only when it is used.
+    middlewares = [error_middleware, limits_middleware] if rates.per_client else [error_middleware]
+    app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
-    app[THROTTLE] = Throttle(settings.rates())
+    app[THROTTLE] = Throttle(rates)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:

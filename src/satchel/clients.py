@@ -61,10 +61,12 @@ def client_address(
     header: str = "x-forwarded-for",
 ) -> str:
     """The client's address as text; 'unknown' when the peer has none (a Unix socket)."""
+    if not trusted:
+        return peer or "unknown"
     hop = _address(peer or "")
     if hop is None:
         return peer or "unknown"
-    if not trusted or not any(hop in net for net in trusted):
+    if not any(hop in net for net in trusted):
         return str(hop)
     values = [v for k, v in headers.items() if k.lower() == header]
     if header == "forwarded":

@@ -181,6 +181,15 @@ class Rates:
     max_connections_per_client: int | None = None
     max_archive_streams: int | None = None
 
+    @property
+    def per_client(self) -> bool:
+        """Whether any limit needs to know who the client is."""
+        return (
+            self.client_download is not None
+            or self.client_upload is not None
+            or self.max_connections_per_client is not None
+        )
+
 
 @dataclass
 class _Client:

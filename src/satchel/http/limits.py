@@ -27,6 +27,11 @@ async def limits_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
 
 
+def client_of(request: web.Request) -> str:
+    """The client as the middleware named it; without per-client limits nobody asks."""
+    return str(request.get(CLIENT, ""))
+
+
 def download_shaper(request: web.Request) -> Shaper | None:
     """The limits of one response body: the server's, and the client's own ?kbps=."""
     kbps = request.query.get("kbps")
@@ -35,12 +40,12 @@ def download_shaper(request: web.Request) -> Shaper | None:
         if not kbps.isdigit() or not 1 <= int(kbps) <= 10**9:
             raise BadRequest(f"kbps must be a whole number of KiB/s from 1, not {kbps!r}.")
         own = int(kbps) * 1024
-    return request.app[THROTTLE].shaper("download", request[CLIENT], own)
+    return request.app[THROTTLE].shaper("download", client_of(request), own)
 
 
 def upload_shaper(request: web.Request) -> Shaper | None:
-    return request.app[THROTTLE].shaper("upload", request[CLIENT])
+    return request.app[THROTTLE].shaper("upload", client_of(request))
 
 
 def finished(request: web.Request, direction: str, shaper: Shaper | None) -> None:
-    request.app[THROTTLE].finished(direction, request[CLIENT], shaper)
+    request.app[THROTTLE].finished(direction, client_of(request), shaper)
