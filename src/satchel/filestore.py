@@ -239,7 +239,7 @@ class FileStore:
                                 raise InsufficientStorage()
             if writing is not None:
                 await writing
-            await blocking(temp.write_all, batch)
+            await _write(temp, batch)
             await blocking(temp.finish)
         except BaseException:
             if writing is not None:  # the thread may still use the file: let it finish

@@ -113,14 +113,10 @@ class TusStore:
         shaper: Shaper | None = None,
     ) -> Upload:
         """Write one PATCH body at ``offset``; the upload as acknowledged afterwards."""
-        upload = await self.get(upload_id)
-        if offset != upload.offset:
-            raise Conflict(f"Upload-Offset is {offset}, but the upload is at {upload.offset}.")
+        upload = _at(await self.get(upload_id), offset)  # 409 rather than 423 when both
         fd = await self._lock(upload)
-        try:
-            upload = await self.get(upload_id)  # another process may have moved it meanwhile
-            if offset != upload.offset:
-                raise Conflict(f"Upload-Offset is {offset}, but the upload is at {upload.offset}.")
+        try:  # another process may have moved the upload before we held it
+            upload = _at(await self.get(upload_id), offset)
             if length is not None and length != upload.length:
                 if upload.length is not None:
                     raise BadRequest("Upload-Length cannot change once it is set.")
@@ -130,7 +126,7 @@ class TusStore:
                         f"{self.files.limits.max_upload_size}."
                     )
                 await self.repo.advance(upload.id, offset, length)
-                upload = await self.get(upload_id)
+                upload = replace(upload, length=length)
             if not upload.completed:
                 end = await self._receive(upload, fd, chunks, checksum, shaper)
                 upload = upload.moved(end)
@@ -275,6 +271,12 @@ class TusStore:
         if ids:
             log.info("Removed %d expired resumable uploads", len(ids))
         return len(ids)
+
+
+def _at(upload: Upload, offset: int) -> Upload:
+    if offset != upload.offset:
+        raise Conflict(f"Upload-Offset is {offset}, but the upload is at {upload.offset}.")
+    return upload
 
 
 def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> int:

@@ -27,7 +27,7 @@ from satchel.filestore import parse_digests
 from satchel.http.files import authorize_upload, base_url, body_chunks, send_continue
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS, THROTTLE
-from satchel.http.limits import finished, upload_shaper
+from satchel.http.limits import finished, upload_shaping
 from satchel.http.streaming import Parts, ResponseSink, plan_body
 from satchel.ranges import Validators
 
@@ -123,13 +123,10 @@ async def put_member(request: web.Request) -> web.Response:
     await store.admit(request.content_length)
     await send_continue(request)
     digest = parse_digests(request.headers)
-    shaper = upload_shaper(request)
-    try:
+    with upload_shaping(request) as shaper:
         temp = await store.receive(
             body_chunks(request), create=functools.partial(folder_temp, root), shaper=shaper
         )
-    finally:
-        finished(request, "upload", shaper)
     try:
         if digest is not None and temp.sha256 != digest:
             raise DigestMismatch()

@@ -25,7 +25,7 @@ from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, re
 from satchel.filestore import parse_digests
 from satchel.http.headers import content_disposition
 from satchel.http.keys import FILESTORE, SETTINGS, UPLOAD_TOKENS
-from satchel.http.limits import finished, upload_shaper
+from satchel.http.limits import finished, upload_shaping
 from satchel.http.streaming import Parts, ResponseSink, plan_body
 from satchel.ranges import Validators
 
@@ -114,8 +114,7 @@ async def upload(request: web.Request) -> web.Response:
     await send_continue(request)
     if request.content_type == "multipart/form-data":
         return await _upload_form(request, kept)
-    shaper = upload_shaper(request)
-    try:
+    with upload_shaping(request) as shaper:
         record, token = await store.store(
             body_chunks(request),
             name_for=filename_from(request),
@@ -124,8 +123,6 @@ async def upload(request: web.Request) -> web.Response:
             sha256=parse_digests(request.headers),
             shaper=shaper,
         )
-    finally:
-        finished(request, "upload", shaper)
     return _created(request, [(record, token)], single=True)
 
 
@@ -133,8 +130,7 @@ async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
     store = request.app[FILESTORE]
     reader = await request.multipart()
     stored: list[tuple[StoredFile, str]] = []
-    shaper = upload_shaper(request)
-    try:
+    with upload_shaping(request) as shaper:
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader) or part.name != "file":
                 continue  # other form fields are not files
@@ -147,8 +143,6 @@ async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
                     shaper=shaper,
                 )
             )
-    finally:
-        finished(request, "upload", shaper)
     if not stored:
         raise BadRequest("The form has no 'file' part.")
     return _created(request, stored, single=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -43,8 +46,14 @@ def download_shaper(request: web.Request) -> Shaper | None:
     return request.app[THROTTLE].shaper("download", client_of(request), own)
 
 
-def upload_shaper(request: web.Request) -> Shaper | None:
-    return request.app[THROTTLE].shaper("upload", client_of(request))
+@contextlib.contextmanager
+def upload_shaping(request: web.Request) -> Iterator[Shaper | None]:
+    """The limits of one request body, accounted for when it ends."""
+    shaper = request.app[THROTTLE].shaper("upload", client_of(request))
+    try:
+        yield shaper
+    finally:
+        finished(request, "upload", shaper)
 
 
 def finished(request: web.Request, direction: str, shaper: Shaper | None) -> None:

@@ -16,7 +16,7 @@ from satchel.errors import BadRequest, PreconditionFailed, SatchelError, Unsuppo
 from satchel.files import links
 from satchel.http.files import authorize_upload, base_url, body_chunks, retention_for, send_continue
 from satchel.http.keys import SETTINGS, TUSSTORE
-from satchel.http.limits import finished, upload_shaper
+from satchel.http.limits import upload_shaping
 from satchel.ranges import http_date
 from satchel.tus import (
     CHECKSUMS,
@@ -151,8 +151,7 @@ async def _append(
     length: int | None,
     checksum: Checksum | None,
 ) -> Upload:
-    shaper = upload_shaper(request)
-    try:
+    with upload_shaping(request) as shaper:
         return await request.app[TUSSTORE].append(
             upload_id,
             offset,
@@ -161,8 +160,6 @@ async def _append(
             checksum=checksum,
             shaper=shaper,
         )
-    finally:
-        finished(request, "upload", shaper)
 
 
 @speaks_tus

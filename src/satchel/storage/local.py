@@ -79,10 +79,6 @@ class TempFile:
             written = os.write(self._fd, view)
             view = view[written:]
 
-    def write_all(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.write(chunk)
-
     def digest_all(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
             self.digest(chunk)
