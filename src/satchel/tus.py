@@ -68,8 +68,10 @@ class UploadRepo(Protocol):
 
     async def get(self, upload_id: str) -> Upload | None: ...
 
-    async def advance(self, upload_id: str, offset: int, length: int | None) -> None:
-        """Record an acknowledged offset (and a length given late)."""
+    async def advance(
+        self, upload_id: str, offset: int, length: int | None, expires_at: datetime
+    ) -> None:
+        """Record an acknowledged offset (and a length given late) and the new expiry."""
         ...
 
     async def complete(self, upload_id: str) -> None: ...

@@ -75,13 +75,16 @@ class TusStore:
             max_downloads=retention.max_downloads,
             max_days=retention.days,
             created_at=now,
-            expires_at=now + self.expiry,
+            expires_at=self._expires(),
         )
         await blocking(self._create_file, self.path(upload.id))
         await self.repo.insert(upload)
         if length == 0:
             return await self.settle(upload)
         return upload
+
+    def _expires(self) -> datetime:
+        return datetime.now(UTC) + self.expiry
 
     def _create_file(self, path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
@@ -125,7 +128,7 @@ class TusStore:
                         f"Upload-Length {length} is outside {offset}–"
                         f"{self.files.limits.max_upload_size}."
                     )
-                await self.repo.advance(upload.id, offset, length)
+                await self.repo.advance(upload.id, offset, length, self._expires())
                 upload = replace(upload, length=length)
             if not upload.completed:
                 end = await self._receive(upload, fd, chunks, checksum, shaper)
@@ -234,8 +237,8 @@ class TusStore:
 
     async def _acknowledge(self, upload: Upload, fd: int, end: int) -> None:
         await blocking(_truncate_and_sync, fd, end)
-        if end != upload.offset:
-            await self.repo.advance(upload.id, end, None)
+        if end != upload.offset:  # progress keeps an upload alive (a sliding expiry)
+            await self.repo.advance(upload.id, end, None, self._expires())
 
     async def _finish(self, upload: Upload) -> Upload:
         """Make the complete bytes the stored file; idempotent."""

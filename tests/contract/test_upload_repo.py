@@ -45,9 +45,10 @@ async def test_insert_then_get_round_trips(repo: SqlUploadRepo) -> None:
 async def test_offsets_lengths_and_completion_are_recorded(repo: SqlUploadRepo) -> None:
     u = upload(length=None)
     await repo.insert(u)
-    await repo.advance(u.id, 5 * 1024**3, None)
-    assert await repo.get(u.id) == dataclasses.replace(u, offset=5 * 1024**3)
-    await repo.advance(u.id, 6 * 1024**3, 8 * 1024**3)
+    later = NOW + timedelta(days=2)
+    await repo.advance(u.id, 5 * 1024**3, None, later)
+    assert await repo.get(u.id) == dataclasses.replace(u, offset=5 * 1024**3, expires_at=later)
+    await repo.advance(u.id, 6 * 1024**3, 8 * 1024**3, later)
     await repo.complete(u.id)
     got = await repo.get(u.id)
     assert got is not None

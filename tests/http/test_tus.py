@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import os
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -229,11 +230,18 @@ async def test_uploads_need_the_upload_token_when_the_server_has_one(
     assert (await patch(client, url, 0, b"x", Authorization="Bearer secret")).status == 204
 
 
-async def test_expired_uploads_are_gone_and_swept(make: ClientFactory, data_dir: Path) -> None:
+async def test_uploads_expire_unless_they_progress_and_are_swept(
+    make: ClientFactory, data_dir: Path
+) -> None:
     client = await make(tus_expiry_hours=1 / 3600)  # one second
     url = await create(client, 10)
-    assert (await patch(client, url, 0, b"12345")).status == 204
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(0.6)
+    assert (await patch(client, url, 0, b"12345")).status == 204  # progress: one more second
+    await asyncio.sleep(0.6)
+    head = await client.head(url, headers=TUS)
+    assert head.status == 200  # 1.2 s after creation, still there
+    assert "Upload-Expires" in head.headers
+    await asyncio.sleep(1.0)
     assert (await client.head(url, headers=TUS)).status == 404
     assert await client.app[TUSSTORE].purge() == 1
     assert list((data_dir / "tus").iterdir()) == []
@@ -304,7 +312,7 @@ async def test_a_crash_between_the_last_bytes_and_the_stored_file_heals(
     url = await create(client, 5)
     upload_id = url.rsplit("/", 1)[1]
     store.path(upload_id).write_bytes(b"12345")
-    await store.repo.advance(upload_id, 5, None)
+    await store.repo.advance(upload_id, 5, None, datetime.now(UTC) + timedelta(hours=1))
     heads = await asyncio.gather(*(client.head(url, headers=TUS) for _ in range(3)))
     file_ids = {h.headers.get("Satchel-File-Id") for h in heads} - {None}
     assert len(file_ids) == 1

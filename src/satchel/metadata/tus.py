@@ -57,8 +57,10 @@ class SqlUploadRepo:
             row = (await conn.execute(query)).first()
         return None if row is None else _upload(row)
 
-    async def advance(self, upload_id: str, offset: int, length: int | None) -> None:
-        values: dict[str, Any] = {"upload_offset": offset}
+    async def advance(
+        self, upload_id: str, offset: int, length: int | None, expires_at: datetime
+    ) -> None:
+        values: dict[str, Any] = {"upload_offset": offset, "expires_at": expires_at}
         if length is not None:
             values["upload_length"] = length
         stmt = update(tus_uploads).where(tus_uploads.c.id == upload_id).values(**values)
