@@ -24,6 +24,7 @@ EXTENSIONS = (
     "expiration",
     "checksum",
     "termination",
+    "concatenation",
 )
 CHECKSUMS = ("sha1", "sha256", "md5")
 OFFSET_TYPE = "application/offset+octet-stream"
@@ -44,6 +45,7 @@ class Upload:
     created_at: datetime
     expires_at: datetime
     completed: bool = False
+    concat: str | None = None  # "partial", or "final;<urls>" (concatenation)
 
     @property
     def filename(self) -> str | None:
@@ -56,6 +58,15 @@ class Upload:
     @property
     def done(self) -> bool:
         return self.length is not None and self.offset == self.length
+
+    @property
+    def partial(self) -> bool:
+        """A part of a later final upload: complete bytes never become a stored file."""
+        return self.concat == "partial"
+
+    @property
+    def final(self) -> bool:
+        return self.concat is not None and self.concat.startswith("final;")
 
     def moved(self, offset: int) -> Upload:
         return replace(self, offset=offset)
@@ -118,6 +129,20 @@ def encode_metadata(metadata: dict[str, str | None]) -> str:
         key if text is None else f"{key} {base64.b64encode(text.encode()).decode()}"
         for key, text in metadata.items()
     )
+
+
+def parse_concat(value: str | None) -> tuple[str, list[str]] | None:
+    """Upload-Concat: 'partial' → ('partial', []); 'final;<url> <url>' → ('final', ids)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value == "partial":
+        return "partial", []
+    kind, _, urls = value.partition(";")
+    ids = [url.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+    if kind != "final" or not ids:
+        raise BadRequest("Upload-Concat is 'partial' or 'final;<upload URL> <upload URL>…'.")
+    return "final", ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,12 @@ class TusStore:
         return self.root / upload_id
 
     async def create(
-        self, *, length: int | None, metadata: dict[str, str | None], retention: Retention
+        self,
+        *,
+        length: int | None,
+        metadata: dict[str, str | None],
+        retention: Retention,
+        concat: str | None = None,
     ) -> Upload:
         if length is not None and length > self.files.limits.max_upload_size:
             raise PayloadTooLarge(
@@ -76,12 +81,52 @@ class TusStore:
             max_days=retention.days,
             created_at=now,
             expires_at=self._expires(),
+            concat=concat,
         )
         await blocking(self._create_file, self.path(upload.id))
         await self.repo.insert(upload)
         if length == 0:
             return await self.settle(upload)
         return upload
+
+    async def concatenate(
+        self,
+        urls: str,
+        part_ids: list[str],
+        *,
+        metadata: dict[str, str | None],
+        retention: Retention,
+    ) -> Upload:
+        """A final upload: the complete partial uploads' bytes, in order, as one stored
+        file (concatenation; unfinished partial uploads are refused)."""
+        parts = []
+        for part_id in part_ids:
+            try:
+                part = await self.get(part_id)
+            except UploadNotFound as exc:
+                raise BadRequest(f"Upload-Concat: no partial upload {part_id!r}.") from exc
+            if not part.partial or not part.done:
+                raise BadRequest(f"Upload-Concat: {part_id!r} is not a finished partial upload.")
+            parts.append(part)
+        length = sum(part.length or 0 for part in parts)
+        final = await self.create(
+            length=length, metadata=metadata, retention=retention, concat=f"final;{urls}"
+        )
+        if final.completed:  # all parts empty
+            return final
+        locks = []
+        try:  # hold every part, so none is written to or terminated while it is copied
+            for part in parts:
+                locks.append(await self._lock(part))
+            fd = await self._lock(final)
+            locks.append(fd)
+            sources = [self.path(part.id) for part in parts]
+            await asyncio.shield(blocking(_copy_into, fd, sources))
+            await self.repo.advance(final.id, length, None, self._expires())
+            return await self._finish(final.moved(length))
+        finally:
+            for lock in locks:
+                await asyncio.shield(blocking(os.close, lock))
 
     def _expires(self) -> datetime:
         return datetime.now(UTC) + self.expiry
@@ -133,7 +178,7 @@ class TusStore:
             if not upload.completed:
                 end = await self._receive(upload, fd, chunks, checksum, shaper)
                 upload = upload.moved(end)
-                if upload.done:
+                if upload.done and not upload.partial:
                     upload = await self._finish(upload)
         finally:
             await asyncio.shield(blocking(os.close, fd))  # closing releases the lock
@@ -142,7 +187,7 @@ class TusStore:
     async def settle(self, upload: Upload) -> Upload:
         """Finish an upload whose bytes are all in but which is not yet a stored file
         (a crash in between, or a zero-length upload); a no-op otherwise."""
-        if not upload.done or upload.completed:
+        if not upload.done or upload.completed or upload.partial:
             return upload
         try:
             fd = await self._lock(upload)
@@ -280,6 +325,23 @@ def _at(upload: Upload, offset: int) -> Upload:
     if offset != upload.offset:
         raise Conflict(f"Upload-Offset is {offset}, but the upload is at {upload.offset}.")
     return upload
+
+
+def _copy_into(fd: int, sources: list[Path]) -> None:
+    """Append the sources' bytes to ``fd`` (in the kernel, where it can), then fsync."""
+    os.ftruncate(fd, 0)
+    offset = 0
+    for source in sources:
+        with source.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            copied = 0
+            while copied < size:
+                n = os.copy_file_range(f.fileno(), fd, size - copied, copied, offset + copied)
+                if n == 0:
+                    raise OSError(f"{source} is shorter than it was")
+                copied += n
+            offset += size
+    os.fsync(fd)
 
 
 def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> int:

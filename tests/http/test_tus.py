@@ -74,7 +74,7 @@ async def test_options_advertises_the_extensions(make: ClientFactory) -> None:
     assert resp.headers["Tus-Version"] == "1.0.0"
     assert set(resp.headers["Tus-Extension"].split(",")) == {
         "creation", "creation-with-upload", "creation-defer-length", "expiration", "checksum",
-        "termination",
+        "termination", "concatenation",
     }  # fmt: skip
     assert resp.headers["Tus-Max-Size"] == str(1024**3)
     assert resp.headers["Tus-Checksum-Algorithm"] == "sha1,sha256,md5"
@@ -329,3 +329,58 @@ async def test_patches_keep_to_the_upload_rate(make: ClientFactory) -> None:
     resp = await patch(client, url, 0, os.urandom(2 * 1024**2))
     assert resp.status == 204
     assert 1.5 <= loop.time() - started <= 3.5
+
+
+async def test_partial_uploads_concatenate_into_one_stored_file(make: ClientFactory) -> None:
+    client = await make()
+    parts = [os.urandom(150_000), os.urandom(1), os.urandom(70_000)]
+    urls = []
+    for data in parts:
+        resp = await client.post(
+            "/tus/", headers={**TUS, "Upload-Length": str(len(data)), "Upload-Concat": "partial"}
+        )
+        assert resp.status == 201
+        url = path_of(resp.headers["Location"])
+        done = await patch(client, url, 0, data)
+        assert done.status == 204
+        assert "Satchel-Download" not in done.headers  # a part is not a file
+        head = await client.head(url, headers=TUS)
+        assert head.headers["Upload-Concat"] == "partial"
+        urls.append(resp.headers["Location"])
+    # parts may be named by absolute URL or by path
+    concat = "final;" + " ".join([urls[0], path_of(urls[1]), urls[2]])
+    final = await client.post(
+        "/tus/",
+        headers={**TUS, "Upload-Concat": concat, "Upload-Metadata": f"filename {b64('all.bin')}"},
+    )
+    assert final.status == 201, await final.text()
+    got = await client.get(path_of(final.headers["Satchel-Download"]))
+    assert await got.read() == b"".join(parts)
+    assert "filename*=UTF-8''all.bin" in got.headers["Content-Disposition"]
+    head = await client.head(path_of(final.headers["Location"]), headers=TUS)
+    assert head.headers["Upload-Concat"] == concat
+    assert head.headers["Upload-Length"] == head.headers["Upload-Offset"] == str(220_001)
+    refused = await patch(client, path_of(final.headers["Location"]), 220_001, b"x")
+    assert refused.status == 403
+
+
+async def test_a_final_upload_needs_finished_partial_parts(make: ClientFactory) -> None:
+    client = await make()
+    unfinished = await client.post(
+        "/tus/", headers={**TUS, "Upload-Length": "10", "Upload-Concat": "partial"}
+    )
+    plain = await create(client, 0)  # complete, but not a partial upload
+    for concat in (
+        f"final;{unfinished.headers['Location']}",
+        f"final;{plain}",
+        "final;/tus/AAAAAAAAAAAAAAAAAAAAAA",
+        "final;",
+        "whole",
+    ):
+        resp = await client.post("/tus/", headers={**TUS, "Upload-Concat": concat})
+        assert resp.status == 400, concat
+    with_length = await client.post(
+        "/tus/",
+        headers={**TUS, "Upload-Concat": f"final;{plain}", "Upload-Length": "0"},
+    )
+    assert with_length.status == 400

@@ -87,13 +87,21 @@ def test_tuspy_killed_midway_resumes_from_the_servers_offset(
     )
 
 
-def test_tus_js_client_cut_off_midway_resumes(slow_server: LiveServer, tmp_path: Path) -> None:
-    node = require_tool("node")
+@pytest.fixture
+def node() -> str:
+    """Node, with tus-js-client installed next to the script that uses it."""
+    path = require_tool("node")
     if not (HERE / "js" / "node_modules" / "tus-js-client").is_dir():
         message = "tus-js-client is not installed: npm ci --prefix tests/interop/js"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
+    return path
+
+
+def test_tus_js_client_cut_off_midway_resumes(
+    slow_server: LiveServer, tmp_path: Path, node: str
+) -> None:
     data = os.urandom(6 * MiB)
     source = tmp_path / "source.bin"
     source.write_bytes(data)
@@ -105,6 +113,21 @@ def test_tus_js_client_cut_off_midway_resumes(slow_server: LiveServer, tmp_path:
     report = json.loads(result.stdout)
     assert 0 < report["offsetAfterCut"] < len(data)
     assert fetch(report["download"]) == data
+
+
+def test_tus_js_client_parallel_uploads_are_concatenated(
+    slow_server: LiveServer, tmp_path: Path, node: str
+) -> None:
+    data = os.urandom(3 * MiB + 12345)
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    result = subprocess.run(
+        [node, str(HERE / "js" / "upload.mjs"), f"{slow_server.url}/tus/", str(source),
+         "parallel"],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert fetch(json.loads(result.stdout)["download"]) == data
 
 
 def test_the_upload_lock_holds_across_processes(

@@ -1,8 +1,9 @@
 """tus 1.0 at /tus/: resumable uploads that become ordinary stored files.
 
 Extensions: creation, creation-with-upload, creation-defer-length, expiration,
-checksum (sha1, sha256, md5) and termination. A completed upload answers with
-the stored file's links in Satchel-* headers (on the last PATCH and on HEAD).
+checksum (sha1, sha256, md5), termination and concatenation (of finished partial
+uploads). A completed upload answers with the stored file's links in Satchel-*
+headers (on the last PATCH and on HEAD).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from satchel.errors import BadRequest, PreconditionFailed, SatchelError, UnsupportedMediaType
+from satchel.errors import (
+    BadRequest,
+    Forbidden,
+    PreconditionFailed,
+    SatchelError,
+    UnsupportedMediaType,
+)
 from satchel.files import links
 from satchel.http.files import authorize_upload, base_url, body_chunks, retention_for, send_continue
 from satchel.http.keys import SETTINGS, TUSSTORE
@@ -27,6 +34,7 @@ from satchel.tus import (
     Upload,
     encode_metadata,
     parse_checksum,
+    parse_concat,
     parse_metadata,
     parse_number,
 )
@@ -90,6 +98,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     """POST /tus/: a new upload (creation), perhaps with its first bytes (creation-with-upload)."""
     authorize_upload(request)
     length = parse_number("Upload-Length", request.headers.get("Upload-Length"))
+    concat = parse_concat(request.headers.get("Upload-Concat"))
+    if concat is not None and concat[0] == "final":
+        return await _final(request, length, concat[1])
     deferred = request.headers.get("Upload-Defer-Length")
     if deferred is not None and (deferred.strip() != "1" or length is not None):
         raise BadRequest("Upload-Defer-Length must be 1, and comes without Upload-Length.")
@@ -106,10 +117,30 @@ async def create(request: web.Request) -> web.StreamResponse:
         length=length,
         metadata=parse_metadata(request.headers.get("Upload-Metadata")),
         retention=retention_for(request),
+        concat="partial" if concat is not None else None,
     )
     if has_body:
         await send_continue(request)
         upload = await _append(request, upload.id, 0, None, checksum)
+    headers = {"Location": f"{base_url(request)}/tus/{upload.id}", **await _state(request, upload)}
+    return web.Response(status=201, headers=headers)
+
+
+async def _final(
+    request: web.Request, length: int | None, part_ids: list[str]
+) -> web.StreamResponse:
+    """POST /tus/ with Upload-Concat: final;<urls> (concatenation)."""
+    if length is not None:
+        raise BadRequest("A final upload's length is the sum of its parts: no Upload-Length.")
+    if request.content_length or request.headers.get("Transfer-Encoding") == "chunked":
+        raise BadRequest("A final upload takes no bytes of its own.")
+    urls = request.headers["Upload-Concat"].strip().partition(";")[2].strip()
+    upload = await request.app[TUSSTORE].concatenate(
+        urls,
+        part_ids,
+        metadata=parse_metadata(request.headers.get("Upload-Metadata")),
+        retention=retention_for(request),
+    )
     headers = {"Location": f"{base_url(request)}/tus/{upload.id}", **await _state(request, upload)}
     return web.Response(status=201, headers=headers)
 
@@ -125,6 +156,8 @@ async def head(request: web.Request) -> web.StreamResponse:
         headers["Upload-Length"] = str(upload.length)
     if upload.metadata:
         headers["Upload-Metadata"] = encode_metadata(upload.metadata)
+    if upload.concat is not None:
+        headers["Upload-Concat"] = upload.concat
     return web.Response(status=200, headers=headers)
 
 
@@ -139,6 +172,8 @@ async def patch(request: web.Request) -> web.StreamResponse:
     length = parse_number("Upload-Length", request.headers.get("Upload-Length"))
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
     upload = await request.app[TUSSTORE].get(request.match_info["id"])  # 404 before 100
+    if upload.final:
+        raise Forbidden("A final upload is assembled from its parts: PATCH the partial uploads.")
     await send_continue(request)
     upload = await _append(request, upload.id, offset, length, checksum)
     return web.Response(status=204, headers=await _state(request, upload))

@@ -64,5 +64,6 @@ tus_uploads = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("completed", Boolean, nullable=False, server_default=false()),
+    Column("upload_concat", Text, nullable=True),
     Index("tus_uploads_expires_at", "expires_at"),
 )

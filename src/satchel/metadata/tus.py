@@ -27,6 +27,7 @@ def _upload(row: Any) -> Upload:
         created_at=utc(row.created_at),
         expires_at=utc(row.expires_at),
         completed=bool(row.completed),
+        concat=row.upload_concat,
     )
 
 
@@ -47,6 +48,7 @@ class SqlUploadRepo:
             "created_at": upload.created_at,
             "expires_at": upload.expires_at,
             "completed": upload.completed,
+            "upload_concat": upload.concat,
         }
         async with self._engine.begin() as conn:
             await conn.execute(insert(tus_uploads).values(**values))

@@ -1,10 +1,12 @@
 // A tus-js-client upload that is cut off midway (its request aborted, as when the
 // network drops), then resumed from the server's offset by a new Upload.
 // node upload.mjs ENDPOINT FILE → one JSON line: {url, offsetAfterCut, download}
+// node upload.mjs ENDPOINT FILE parallel → the file in two parallel partial uploads,
+// concatenated by the server: {download}
 import fs from "node:fs";
 import * as tus from "tus-js-client";
 
-const [endpoint, path] = process.argv.slice(2);
+const [endpoint, path, mode] = process.argv.slice(2);
 const data = fs.readFileSync(path);
 const options = {
   chunkSize: 256 * 1024,
@@ -39,6 +41,20 @@ function rest(uploadUrl) {
     });
     upload.start();
   });
+}
+
+if (mode === "parallel") {
+  const download = await new Promise((resolve, reject) => {
+    new tus.Upload(data, {
+      ...options,
+      endpoint,
+      parallelUploads: 2,
+      onError: reject,
+      onSuccess: (payload) => resolve(payload.lastResponse.getHeader("Satchel-Download")),
+    }).start();
+  });
+  console.log(JSON.stringify({ download }));
+  process.exit(0);
 }
 
 const url = await firstHalf();
