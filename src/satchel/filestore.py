@@ -199,44 +199,26 @@ class FileStore:
         """Stream into a temp file (fsynced), hashing on the way; nothing kept on error.
 
         Double-buffered: while a thread hashes and writes one batch, the event
-        loop keeps receiving the next. With a ``shaper`` each chunk is paid for
-        before the next is read, so TCP back-pressure slows the sender down;
-        time spent waiting for the speed limit is not a stall.
+        loop keeps receiving the next. The body is held to the read timeout, the
+        speed limit (``shaper``) and the disk reserve by an :class:`Intake`.
         """
         temp = await blocking(create or self.storage.create)
         writing: asyncio.Future[None] | None = None
-        stall = self.limits.read_timeout
-        clock = asyncio.get_running_loop().time
         try:
             batch: list[bytes] = []
-            batch_size = received = 0
-            next_space_check = _SPACE_CHECK_EVERY
-            # One deadline for the whole body, pushed forward as bytes arrive (at most
-            # every stall/8 s: a timer per chunk would cost more than the hashing).
-            async with stall_guard(stall) as deadline:
-                pushed = clock()
+            batch_size = 0
+            async with self.intake(shaper) as intake:
                 async for chunk in chunks:
-                    if shaper is not None:
-                        deadline.reschedule(None)
-                        await shaper.consume(len(chunk))
-                        deadline.reschedule(clock() + stall)
-                    elif clock() - pushed > stall / 8:
-                        pushed = clock()
-                        deadline.reschedule(pushed + stall)
+                    await intake.took(len(chunk))
+                    if intake.received > self.limits.max_upload_size:
+                        raise PayloadTooLarge()
                     batch.append(chunk)
                     batch_size += len(chunk)
-                    received += len(chunk)
-                    if received > self.limits.max_upload_size:
-                        raise PayloadTooLarge()
                     if batch_size >= self.limits.chunk_size:
                         if writing is not None:
                             await writing
                         writing = asyncio.ensure_future(_write(temp, batch))
                         batch, batch_size = [], 0
-                        if received >= next_space_check:
-                            next_space_check += _SPACE_CHECK_EVERY
-                            if await blocking(self.storage.free_bytes) < self.limits.disk_reserve:
-                                raise InsufficientStorage()
             if writing is not None:
                 await writing
             await _write(temp, batch)
@@ -247,6 +229,19 @@ class FileStore:
             await asyncio.shield(blocking(temp.discard))
             raise
         return temp
+
+    @contextlib.asynccontextmanager
+    async def intake(self, shaper: Shaper | None) -> AsyncIterator[Intake]:
+        """Hold a request body to the read timeout, the speed limit and the disk reserve
+        while it streams in (a 408 when it stalls)."""
+        seconds = self.limits.read_timeout
+        try:
+            async with asyncio.timeout(seconds) as deadline:
+                yield Intake(self, deadline, shaper)
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"No body bytes for {seconds:g} s; the upload was dropped."
+            ) from exc
 
     # -- reading ---------------------------------------------------------------------
 
@@ -334,10 +329,40 @@ async def _write(temp: TempFile, batch: list[bytes]) -> None:
             raise result
 
 
-@contextlib.asynccontextmanager
-async def stall_guard(seconds: float) -> AsyncIterator[asyncio.Timeout]:
-    try:
-        async with asyncio.timeout(seconds) as deadline:
-            yield deadline
-    except TimeoutError as exc:
-        raise RequestTimeout(f"No body bytes for {seconds:g} s; the upload was dropped.") from exc
+class Intake:
+    """One request body as it arrives: call ``took`` for every chunk received.
+
+    - One deadline for the whole body, pushed forward as bytes arrive, at most every
+      stall/8 s (a timer per chunk would cost more than the hashing).
+    - Each chunk is paid for under the speed limit before the next is read, so TCP
+      back-pressure slows the sender; time spent waiting for the limit is not a stall.
+    - Free space is checked every 64 MiB.
+    """
+
+    def __init__(self, store: FileStore, deadline: asyncio.Timeout, shaper: Shaper | None):
+        self._store = store
+        self._deadline = deadline
+        self._shaper = shaper
+        self._stall = store.limits.read_timeout
+        self._clock = asyncio.get_running_loop().time
+        self._pushed = self._clock()
+        self._next_space_check = _SPACE_CHECK_EVERY
+        self.received = 0
+
+    async def took(self, size: int) -> None:
+        if self._shaper is not None:
+            self._deadline.reschedule(None)
+            await self._shaper.consume(size)
+            self._push()
+        elif self._clock() - self._pushed > self._stall / 8:
+            self._push()
+        self.received += size
+        if self.received >= self._next_space_check:
+            self._next_space_check += _SPACE_CHECK_EVERY
+            store = self._store
+            if await blocking(store.storage.free_bytes) < store.limits.disk_reserve:
+                raise InsufficientStorage()
+
+    def _push(self) -> None:
+        self._pushed = self._clock()
+        self._deadline.reschedule(self._pushed + self._stall)

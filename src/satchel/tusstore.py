@@ -34,7 +34,7 @@ from satchel.errors import (
     UploadNotFound,
 )
 from satchel.files import ID_RE, Retention, StoredFile, media_type, new_delete_token, new_id
-from satchel.filestore import FileStore, stall_guard
+from satchel.filestore import FileStore
 from satchel.storage.local import fsync_dir
 from satchel.throttle import Shaper
 from satchel.tus import Checksum, Upload, UploadRepo
@@ -225,18 +225,14 @@ class TusStore:
         room -= start
         await blocking(os.ftruncate, fd, start)  # drop bytes never acknowledged
         hasher = checksum.hasher() if checksum is not None else None
-        stall = self.files.limits.read_timeout
         written = 0
         batch: list[bytes] = []
         batched = 0
         try:
-            async with stall_guard(stall) as deadline:
+            async with self.files.intake(shaper) as intake:
                 async for chunk in chunks:
-                    if shaper is not None:
-                        deadline.reschedule(None)
-                        await shaper.consume(len(chunk))
-                    deadline.reschedule(asyncio.get_running_loop().time() + stall)
-                    if written + batched + len(chunk) > room:
+                    await intake.took(len(chunk))
+                    if intake.received > room:
                         raise PayloadTooLarge(
                             f"The chunk goes past Upload-Length ({upload.length}); "
                             "it was discarded."
@@ -250,10 +246,6 @@ class TusStore:
                     if batched >= _BATCH:
                         written += await blocking(_pwrite_all, fd, batch, start + written)
                         batch, batched = [], 0
-                        if await blocking(self.files.storage.free_bytes) < (
-                            self.files.limits.disk_reserve
-                        ):
-                            raise InsufficientStorage()
             written += await blocking(_pwrite_all, fd, batch, start + written)
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch()

@@ -106,8 +106,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         raise BadRequest("Upload-Defer-Length must be 1, and comes without Upload-Length.")
     if length is None and deferred is None:
         raise BadRequest("Send Upload-Length, or Upload-Defer-Length: 1 if it is not known yet.")
-    has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
-    if has_body and request.content_type != OFFSET_TYPE:
+    if request.body_exists and request.content_type != OFFSET_TYPE:
         raise UnsupportedMediaType(
             f"Bytes sent with the creation need Content-Type: {OFFSET_TYPE}."
         )
@@ -119,7 +118,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         retention=retention_for(request),
         concat="partial" if concat is not None else None,
     )
-    if has_body:
+    if request.body_exists:
         await send_continue(request)
         upload = await _append(request, upload.id, 0, None, checksum)
     headers = {"Location": f"{base_url(request)}/tus/{upload.id}", **await _state(request, upload)}
@@ -132,7 +131,7 @@ async def _final(
     """POST /tus/ with Upload-Concat: final;<urls> (concatenation)."""
     if length is not None:
         raise BadRequest("A final upload's length is the sum of its parts: no Upload-Length.")
-    if request.content_length or request.headers.get("Transfer-Encoding") == "chunked":
+    if request.body_exists:
         raise BadRequest("A final upload takes no bytes of its own.")
     urls = request.headers["Upload-Concat"].strip().partition(";")[2].strip()
     upload = await request.app[TUSSTORE].concatenate(
