@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -117,6 +118,17 @@ def stop_server(server: LiveServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+@contextlib.contextmanager
+def serving(photos: Path, data: Path, tmp_path: Path, *extra: str) -> Iterator[LiveServer]:
+    """A live server for a block, which must not have logged an unhandled error."""
+    server = start_server(photos, data, tmp_path, None, *extra)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+    assert "Error handling request" not in server.log.read_text()
 
 
 @pytest.fixture

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive import CrcEntry, FileVersion
 from satchel.metadata.crc import SqlCrcStore
-from satchel.metadata.db import HEAD, create_engine, migrate
-
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
+from satchel.metadata.db import HEAD, migrate
 
 
 async def test_saved_crcs_load_back_by_version(engine: AsyncEngine) -> None:

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.files import StoredFile, new_id, token_digest
-from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.files import SqlFileRepo
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def repo(db_url: str) -> AsyncIterator[SqlFileRepo]:
-    engine: AsyncEngine = create_engine(db_url)
-    await migrate(engine)
-    yield SqlFileRepo(engine)
-    await engine.dispose()
+def repo(engine: AsyncEngine) -> SqlFileRepo:
+    return SqlFileRepo(engine)
 
 
 def record(**changes: object) -> StoredFile:

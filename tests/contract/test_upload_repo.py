@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.files import new_delete_token, new_id
-from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.tus import SqlUploadRepo
 from satchel.tus import Upload
 
@@ -18,11 +16,8 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def repo(db_url: str) -> AsyncIterator[SqlUploadRepo]:
-    engine: AsyncEngine = create_engine(db_url)
-    await migrate(engine)
-    yield SqlUploadRepo(engine)
-    await engine.dispose()
+def repo(engine: AsyncEngine) -> SqlUploadRepo:
+    return SqlUploadRepo(engine)
 
 
 def upload(**changes: object) -> Upload:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, LiveServer, start_server, stop_server
+from tests.conftest import IN_CI, LiveServer, serving
 
 pytestmark = pytest.mark.interop
 
@@ -41,12 +41,10 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def server(photos: Path, data_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
     """Uploads at 4 MiB/s, so going offline lands in the middle of a 20 MB upload."""
-    live = start_server(
-        photos, data_dir, tmp_path, None, "--upload-rate", "4M", "--max-upload-size", "30M"
-    )
-    yield live
-    stop_server(live)
-    assert "Error handling request" not in live.log.read_text()
+    with serving(
+        photos, data_dir, tmp_path, "--upload-rate", "4M", "--max-upload-size", "30M"
+    ) as live:
+        yield live
 
 
 def test_an_upload_survives_going_offline_midway(

@@ -19,12 +19,23 @@ def sendfile(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
-@pytest.fixture
-def make_client(aiohttp_client: Any, photos: Path, data_dir: Path, sendfile: bool) -> ClientFactory:
+def _factory(aiohttp_client: Any, photos: Path, data_dir: Path, **fixed: Any) -> ClientFactory:
     async def factory(limits: Limits = Limits(), **overrides: Any) -> TestClient[Any, Any]:
         data_dir.mkdir(parents=True, exist_ok=True)
-        settings = load_settings(photos=photos, data=data_dir, sendfile=sendfile, **overrides)
+        settings = load_settings(photos=photos, data=data_dir, **fixed, **overrides)
         client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, limits=limits))
         return client
 
     return factory
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, photos: Path, data_dir: Path, sendfile: bool) -> ClientFactory:
+    """A client of an app with these settings; each test runs with sendfile and with reads."""
+    return _factory(aiohttp_client, photos, data_dir, sendfile=sendfile)
+
+
+@pytest.fixture
+def make_app_client(aiohttp_client: Any, photos: Path, data_dir: Path) -> ClientFactory:
+    """The same, run once: for what does not depend on how responses are sent."""
+    return _factory(aiohttp_client, photos, data_dir)

@@ -20,8 +20,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from satchel.app import create_app
-from satchel.config import load_settings
 from tests.helpers import make_folder
 
 from .conftest import ClientFactory
@@ -118,18 +116,8 @@ async def test_per_chunk_delay_works_beside_a_limit(
 # -- uploads and admission: how responses are sent does not matter ----------------------
 
 
-@pytest.fixture
-def limited(aiohttp_client: Any, photos: Path, data_dir: Path) -> ClientFactory:
-    async def factory(**overrides: Any) -> TestClient[Any, Any]:
-        settings = load_settings(photos=photos, data=data_dir, **overrides)
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
-        return client
-
-    return factory
-
-
-async def test_an_upload_keeps_to_the_per_connection_rate(limited: ClientFactory) -> None:
-    client = await limited(upload_rate="1M")
+async def test_an_upload_keeps_to_the_per_connection_rate(make_app_client: ClientFactory) -> None:
+    client = await make_app_client(upload_rate="1M")
     data = os.urandom(4 * MiB)
 
     async def body() -> AsyncIterator[bytes]:  # chunked, as a browser streams
@@ -145,10 +133,10 @@ async def test_an_upload_keeps_to_the_per_connection_rate(limited: ClientFactory
 
 
 async def test_an_upload_into_a_folder_keeps_to_the_rate(
-    limited: ClientFactory, photos: Path
+    make_app_client: ClientFactory, photos: Path
 ) -> None:
     make_folder(photos, "album", {})
-    client = await limited(upload_rate="1M", upload_token=("t",))
+    client = await make_app_client(upload_rate="1M", upload_token=("t",))
     data = os.urandom(4 * MiB)
     started = time.monotonic()
     resp = await client.put(
@@ -160,8 +148,10 @@ async def test_an_upload_into_a_folder_keeps_to_the_rate(
     assert 3.5 <= seconds <= 5, seconds
 
 
-async def test_waiting_for_the_limit_is_not_a_stalled_upload(limited: ClientFactory) -> None:
-    client = await limited(upload_rate="64K", read_timeout=1)
+async def test_waiting_for_the_limit_is_not_a_stalled_upload(
+    make_app_client: ClientFactory,
+) -> None:
+    client = await make_app_client(upload_rate="64K", read_timeout=1)
     data = os.urandom(256 * 1024)  # about 3.5 s at this rate, longer than the timeout
     resp = await client.post("/files/", data=BytesIO(data))
     assert resp.status == 201, await resp.text()
@@ -187,8 +177,8 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5) -
         await asyncio.sleep(0.05)
 
 
-async def test_too_many_requests_from_one_client_get_429(limited: ClientFactory) -> None:
-    client = await limited(download_rate="64K", max_connections_per_client=1)
+async def test_too_many_requests_from_one_client_get_429(make_app_client: ClientFactory) -> None:
+    client = await make_app_client(download_rate="64K", max_connections_per_client=1)
     file_id = await stored(client, os.urandom(MiB))
     first = await slow_download(client, f"/files/{file_id}/")
     resp = await client.get(f"/check/{file_id}")
@@ -206,8 +196,8 @@ async def test_too_many_requests_from_one_client_get_429(limited: ClientFactory)
     await eventually(admitted)  # the slot is freed once the cut-off download ends
 
 
-async def test_a_trusted_proxy_names_the_client(limited: ClientFactory) -> None:
-    client = await limited(
+async def test_a_trusted_proxy_names_the_client(make_app_client: ClientFactory) -> None:
+    client = await make_app_client(
         download_rate="64K", max_connections_per_client=1, trusted_proxy=("127.0.0.1",)
     )
     file_id = await stored(client, os.urandom(MiB))
@@ -219,9 +209,9 @@ async def test_a_trusted_proxy_names_the_client(limited: ClientFactory) -> None:
 
 
 async def test_a_spoofed_header_from_an_untrusted_peer_buys_nothing(
-    limited: ClientFactory,
+    make_app_client: ClientFactory,
 ) -> None:
-    client = await limited(download_rate="64K", max_connections_per_client=1)
+    client = await make_app_client(download_rate="64K", max_connections_per_client=1)
     file_id = await stored(client, os.urandom(MiB))
     first = await slow_download(client, f"/files/{file_id}/", **{"X-Forwarded-For": "192.0.2.1"})
     spoofed = await client.get(f"/check/{file_id}", headers={"X-Forwarded-For": "192.0.2.2"})
@@ -229,9 +219,11 @@ async def test_a_spoofed_header_from_an_untrusted_peer_buys_nothing(
     first.close()
 
 
-async def test_archive_streams_over_the_limit_get_503(limited: ClientFactory, photos: Path) -> None:
+async def test_archive_streams_over_the_limit_get_503(
+    make_app_client: ClientFactory, photos: Path
+) -> None:
     make_folder(photos, "busy", {"a.bin": os.urandom(MiB)})
-    client = await limited(download_rate="64K", max_archive_streams=1)
+    client = await make_app_client(download_rate="64K", max_archive_streams=1)
     file_id = await stored(client, b"not an archive")
     first = await slow_download(client, "/archive/busy/")
     resp = await client.get("/archive/busy/")

@@ -14,24 +14,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from satchel.app import create_app
-from satchel.config import load_settings
 from satchel.http.keys import TUSSTORE
 
 from .conftest import ClientFactory
 
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
-
-
-@pytest.fixture
-def make(aiohttp_client: Any, photos: Path, data_dir: Path) -> ClientFactory:
-    async def factory(**overrides: Any) -> TestClient[Any, Any]:
-        settings = load_settings(photos=photos, data=data_dir, **overrides)
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
-        return client
-
-    return factory
 
 
 def b64(text: str) -> str:
@@ -67,8 +55,8 @@ async def offset_of(client: TestClient[Any, Any], url: str) -> int:
     return int(resp.headers["Upload-Offset"])
 
 
-async def test_options_advertises_the_extensions(make: ClientFactory) -> None:
-    client = await make(max_upload_size="1G")
+async def test_options_advertises_the_extensions(make_app_client: ClientFactory) -> None:
+    client = await make_app_client(max_upload_size="1G")
     resp = await client.options("/tus/")
     assert resp.status == 204
     assert resp.headers["Tus-Version"] == "1.0.0"
@@ -80,8 +68,8 @@ async def test_options_advertises_the_extensions(make: ClientFactory) -> None:
     assert resp.headers["Tus-Checksum-Algorithm"] == "sha1,sha256,md5"
 
 
-async def test_an_upload_in_chunks_becomes_a_stored_file(make: ClientFactory) -> None:
-    client = await make()
+async def test_an_upload_in_chunks_becomes_a_stored_file(make_app_client: ClientFactory) -> None:
+    client = await make_app_client()
     data = os.urandom(300_000)
     url = await create(
         client,
@@ -119,8 +107,8 @@ async def test_an_upload_in_chunks_becomes_a_stored_file(make: ClientFactory) ->
     assert again.headers["Satchel-Delete"] == last.headers["Satchel-Delete"]
 
 
-async def test_creation_with_upload_and_deferred_length(make: ClientFactory) -> None:
-    client = await make()
+async def test_creation_with_upload_and_deferred_length(make_app_client: ClientFactory) -> None:
+    client = await make_app_client()
     resp = await client.post("/tus/", data=b"hello ", headers={**CHUNK, "Upload-Defer-Length": "1"})
     assert resp.status == 201
     assert resp.headers["Upload-Offset"] == "6"
@@ -133,8 +121,8 @@ async def test_creation_with_upload_and_deferred_length(make: ClientFactory) -> 
     assert await got.read() == b"hello world"
 
 
-async def test_an_empty_upload_is_complete_at_once(make: ClientFactory) -> None:
-    client = await make()
+async def test_an_empty_upload_is_complete_at_once(make_app_client: ClientFactory) -> None:
+    client = await make_app_client()
     resp = await client.post("/tus/", headers={**TUS, "Upload-Length": "0"})
     assert resp.status == 201
     got = await client.get(path_of(resp.headers["Satchel-Download"]))
@@ -143,9 +131,9 @@ async def test_an_empty_upload_is_complete_at_once(make: ClientFactory) -> None:
 
 @pytest.mark.parametrize("algorithm", ["sha1", "sha256", "md5"])
 async def test_checksums_are_verified_and_a_bad_chunk_is_discarded(
-    make: ClientFactory, data_dir: Path, algorithm: str
+    make_app_client: ClientFactory, data_dir: Path, algorithm: str
 ) -> None:
-    client = await make()
+    client = await make_app_client()
     url = await create(client, 10)
 
     def digest(data: bytes) -> str:
@@ -165,8 +153,8 @@ async def test_checksums_are_verified_and_a_bad_chunk_is_discarded(
     assert await got.read() == b"1234567890"
 
 
-async def test_bad_requests_get_the_protocol_status_codes(make: ClientFactory) -> None:
-    client = await make(max_upload_size="1M")
+async def test_bad_requests_get_the_protocol_status_codes(make_app_client: ClientFactory) -> None:
+    client = await make_app_client(max_upload_size="1M")
     url = await create(client, 10)
 
     async def status(method: str, path: str, **headers: str) -> int:
@@ -219,9 +207,9 @@ async def test_bad_requests_get_the_protocol_status_codes(make: ClientFactory) -
 
 
 async def test_uploads_need_the_upload_token_when_the_server_has_one(
-    make: ClientFactory,
+    make_app_client: ClientFactory,
 ) -> None:
-    client = await make(upload_token=("secret",))
+    client = await make_app_client(upload_token=("secret",))
     resp = await client.post("/tus/", headers={**TUS, "Upload-Length": "1"})
     assert resp.status == 401
     assert resp.headers["Tus-Resumable"] == "1.0.0"
@@ -231,9 +219,9 @@ async def test_uploads_need_the_upload_token_when_the_server_has_one(
 
 
 async def test_uploads_expire_unless_they_progress_and_are_swept(
-    make: ClientFactory, data_dir: Path
+    make_app_client: ClientFactory, data_dir: Path
 ) -> None:
-    client = await make(tus_expiry_hours=1 / 3600)  # one second
+    client = await make_app_client(tus_expiry_hours=1 / 3600)  # one second
     url = await create(client, 10)
     await asyncio.sleep(0.6)
     assert (await patch(client, url, 0, b"12345")).status == 204  # progress: one more second
@@ -247,8 +235,8 @@ async def test_uploads_expire_unless_they_progress_and_are_swept(
     assert list((data_dir / "tus").iterdir()) == []
 
 
-async def test_a_dropped_patch_keeps_what_arrived(make: ClientFactory) -> None:
-    client = await make()
+async def test_a_dropped_patch_keeps_what_arrived(make_app_client: ClientFactory) -> None:
+    client = await make_app_client()
     url = await create(client, 200_000)
     reader, writer = await asyncio.open_connection(client.host, client.port)
     head = (
@@ -276,9 +264,9 @@ async def test_a_dropped_patch_keeps_what_arrived(make: ClientFactory) -> None:
 
 
 async def test_a_second_patch_meanwhile_gets_423_and_bytes_never_interleave(
-    make: ClientFactory,
+    make_app_client: ClientFactory,
 ) -> None:
-    client = await make()
+    client = await make_app_client()
     url = await create(client, 100)
     reader, writer = await asyncio.open_connection(client.host, client.port)
     writer.write(
@@ -303,11 +291,11 @@ async def test_a_second_patch_meanwhile_gets_423_and_bytes_never_interleave(
 
 
 async def test_a_crash_between_the_last_bytes_and_the_stored_file_heals(
-    make: ClientFactory,
+    make_app_client: ClientFactory,
 ) -> None:
     """The bytes are acknowledged but the process died before the file was stored:
     the next HEAD (as a client does on resume) finishes the job, once."""
-    client = await make()
+    client = await make_app_client()
     store = client.app[TUSSTORE]
     url = await create(client, 5)
     upload_id = url.rsplit("/", 1)[1]
@@ -321,8 +309,8 @@ async def test_a_crash_between_the_last_bytes_and_the_stored_file_heals(
     assert not store.path(upload_id).exists()
 
 
-async def test_patches_keep_to_the_upload_rate(make: ClientFactory) -> None:
-    client = await make(upload_rate="1M")
+async def test_patches_keep_to_the_upload_rate(make_app_client: ClientFactory) -> None:
+    client = await make_app_client(upload_rate="1M")
     url = await create(client, 2 * 1024**2)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -331,8 +319,10 @@ async def test_patches_keep_to_the_upload_rate(make: ClientFactory) -> None:
     assert 1.5 <= loop.time() - started <= 3.5
 
 
-async def test_partial_uploads_concatenate_into_one_stored_file(make: ClientFactory) -> None:
-    client = await make()
+async def test_partial_uploads_concatenate_into_one_stored_file(
+    make_app_client: ClientFactory,
+) -> None:
+    client = await make_app_client()
     parts = [os.urandom(150_000), os.urandom(1), os.urandom(70_000)]
     urls = []
     for data in parts:
@@ -364,8 +354,8 @@ async def test_partial_uploads_concatenate_into_one_stored_file(make: ClientFact
     assert refused.status == 403
 
 
-async def test_a_final_upload_needs_finished_partial_parts(make: ClientFactory) -> None:
-    client = await make()
+async def test_a_final_upload_needs_finished_partial_parts(make_app_client: ClientFactory) -> None:
+    client = await make_app_client()
     unfinished = await client.post(
         "/tus/", headers={**TUS, "Upload-Length": "10", "Upload-Concat": "partial"}
     )

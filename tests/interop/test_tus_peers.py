@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, LiveServer, require_tool, start_server, stop_server
+from tests.conftest import (
+    IN_CI,
+    LiveServer,
+    require_tool,
+    serving,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -29,10 +36,8 @@ MiB = 1024 * 1024
 @pytest.fixture
 def slow_server(photos: Path, data_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
     """Uploads at 2 MiB/s, so a 6 MiB upload can be caught in the middle."""
-    server = start_server(photos, data_dir, tmp_path, None, "--upload-rate", "2M")
-    yield server
-    stop_server(server)
-    assert "Error handling request" not in server.log.read_text()
+    with serving(photos, data_dir, tmp_path, "--upload-rate", "2M") as server:
+        yield server
 
 
 def head(url: str) -> dict[str, str]:
