@@ -14,11 +14,12 @@ import os
 import re
 import stat
 import threading
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ParamSpec, Protocol, TypeVar
+
+from isal.isal_zlib import crc32
 
 from satchel.errors import ArchiveChanged, ArchiveNotFound, BadRequest
 from satchel.storage.local import TempFile, fsync_dir
@@ -237,7 +238,7 @@ class _OpenFile:
                 n = os.preadv(self.file.fileno(), [view[: min(chunk_size, size - offset)]], offset)
                 if n == 0:
                     raise ArchiveChanged(f"{self.source.version.name} shrank while being read")
-                crc = zlib.crc32(view[:n], crc)
+                crc = crc32(view[:n], crc)
                 offset += n
             self._verify()
             return crc

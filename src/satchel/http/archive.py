@@ -24,7 +24,8 @@ from satchel.errors import (
     NotFound,
 )
 from satchel.filestore import parse_digests
-from satchel.http.files import authorize_upload, base_url, body_chunks, send_continue
+from satchel.http.body import request_body
+from satchel.http.files import authorize_upload, base_url, send_continue
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS, THROTTLE
 from satchel.http.limits import finished, upload_shaping
@@ -123,9 +124,9 @@ async def put_member(request: web.Request) -> web.Response:
     await store.admit(request.content_length)
     await send_continue(request)
     digest = parse_digests(request.headers)
-    with upload_shaping(request) as shaper:
+    with upload_shaping(request) as shaper, request_body(request, shaper) as source:
         temp = await store.receive(
-            body_chunks(request), create=functools.partial(folder_temp, root), shaper=shaper
+            source, create=functools.partial(folder_temp, root), shaper=shaper
         )
     try:
         if digest is not None and temp.sha256 != digest:

@@ -22,7 +22,8 @@ from satchel.errors import (
     Unauthorized,
 )
 from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, retention
-from satchel.filestore import parse_digests
+from satchel.filestore import ChunkBody, parse_digests
+from satchel.http.body import request_body
 from satchel.http.headers import content_disposition
 from satchel.http.keys import FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.limits import finished, upload_shaping
@@ -92,11 +93,6 @@ def retention_for(request: web.Request) -> Retention:
     )
 
 
-async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    while chunk := await request.content.readany():
-        yield chunk
-
-
 async def _part_body(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(256 * 1024):
         yield chunk
@@ -114,9 +110,9 @@ async def upload(request: web.Request) -> web.Response:
     await send_continue(request)
     if request.content_type == "multipart/form-data":
         return await _upload_form(request, kept)
-    with upload_shaping(request) as shaper:
+    with upload_shaping(request) as shaper, request_body(request, shaper) as source:
         record, token = await store.store(
-            body_chunks(request),
+            source,
             name_for=filename_from(request),
             content_type=media_type(request.headers.get("Content-Type")),
             retention=kept,
@@ -136,7 +132,7 @@ async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
                 continue  # other form fields are not files
             stored.append(
                 await store.store(
-                    _part_body(part),
+                    ChunkBody(_part_body(part)),
                     name_for=part.filename,
                     content_type=media_type(part.headers.get("Content-Type")),
                     retention=kept,

@@ -21,7 +21,8 @@ from satchel.errors import (
     UnsupportedMediaType,
 )
 from satchel.files import links
-from satchel.http.files import authorize_upload, base_url, body_chunks, retention_for, send_continue
+from satchel.http.body import body_chunks
+from satchel.http.files import authorize_upload, base_url, retention_for, send_continue
 from satchel.http.keys import SETTINGS, TUSSTORE
 from satchel.http.limits import upload_shaping
 from satchel.ranges import http_date

@@ -1,0 +1,142 @@
+"""Upload bodies: large ones straight off the socket, the rest through aiohttp's stream.
+
+aiohttp hands a body over as a new ``bytes`` object per read, after two copies
+(the loop's buffer, then the parser). For a large plain body Satchel reads the
+socket itself, into the blocks it hashes and writes with O_DIRECT: one copy, out
+of the kernel. That connection closes after its response, because aiohttp's
+parser never saw the body and cannot find where the next request starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+from aiohttp import web
+
+from satchel.filestore import Body, ChunkBody
+from satchel.throttle import Shaper
+
+DIRECT_FROM = 1024 * 1024  # smaller bodies keep their connection alive
+_WAKE_AT = 512 * 1024
+_TAKEN = web.RequestKey("body_taken", bool)
+
+
+@contextlib.contextmanager
+def request_body(request: web.Request, shaper: Shaper | None) -> Iterator[Body]:
+    """The request's body as a :class:`Body`, read off the socket where that is safe.
+
+    Not for speed-limited uploads (a ``shaper``): they pay for each read before the
+    next, and a read here can be a whole block.
+    """
+    direct = None if shaper is not None else SocketBody.take(request)
+    if direct is None:
+        yield ChunkBody(body_chunks(request))
+        return
+    try:
+        yield direct
+    finally:
+        direct.close()
+
+
+async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    while chunk := await request.content.readany():
+        yield chunk
+
+
+async def close_after_taken_body(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: say ``Connection: close`` where the body was taken."""
+    if request.get(_TAKEN):
+        response.force_close()
+        response.headers["Connection"] = "close"  # aiohttp 3.14 writes it before this hook
+
+
+class SocketBody:
+    """A ``Content-Length`` body read from a duplicate of the connection's socket."""
+
+    def __init__(self, sock: socket.socket, pending: list[bytes], left: int) -> None:
+        self._sock = sock
+        self._pending = pending  # what aiohttp had read already
+        self._left = left  # what is still in the socket
+
+    @classmethod
+    def take(cls, request: web.Request) -> SocketBody | None:
+        """Take the body from aiohttp, or None where it must stay there: small,
+        chunked, compressed (aiohttp decodes it), or not a plain socket (TLS)."""
+        length = request.content_length
+        transport = request.transport
+        if (
+            length is None
+            or length < DIRECT_FROM
+            or transport is None
+            or transport.is_closing()
+            or "Transfer-Encoding" in request.headers
+            or request.headers.get("Content-Encoding", "identity").lower() != "identity"
+            or transport.get_extra_info("sslcontext") is not None
+        ):
+            return None
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return None
+        # Drain what aiohttp holds. Reads and the end of the stream may resume the
+        # transport (and parse bytes the parser held back), so stop the transport last;
+        # no callback runs in between.
+        stream = request.content
+        pending: list[bytes] = []
+        while data := stream.read_nowait():
+            pending.append(data)
+        request.protocol.close()  # ignore the socket from now on, close after the response
+        stream.feed_eof()  # nothing more will come through aiohttp: do not wait for it
+        transport.pause_reading()
+        request[_TAKEN] = True
+        left = length - sum(map(len, pending))
+        return cls(socket.socket(fileno=os.dup(sock.fileno())), pending, left)
+
+    async def read_into(self, view: memoryview) -> int:
+        if self._pending:
+            data = self._pending[0]
+            n = min(len(view), len(data))
+            view[:n] = data[:n]
+            if n == len(data):
+                self._pending.pop(0)
+            else:
+                self._pending[0] = data[n:]
+            return n
+        if not self._left:
+            return 0
+        want = view[: min(len(view), self._left)]
+        while True:
+            try:
+                n = self._sock.recv_into(want)
+            except BlockingIOError:
+                await self._readable(len(want))
+                continue
+            except OSError as exc:
+                raise ConnectionResetError(f"reading the body: {exc.strerror}") from exc
+            if n == 0:
+                raise ConnectionResetError("the client closed the connection mid-body")
+            self._left -= n
+            return n
+
+    async def _readable(self, wanted: int) -> None:
+        """Wait until ``wanted`` bytes are there, or _WAKE_AT, whichever is fewer: waking
+        for every 64 KiB costs more CPU than the rest of the upload path."""
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(wanted, _WAKE_AT))
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(self._sock, wake)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self._sock)
+
+    def close(self) -> None:
+        self._sock.close()
