@@ -6,11 +6,13 @@ Parsed and validated once at start; then passed explicitly. Nothing reads
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -20,102 +22,171 @@ from satchel.throttle import Rates
 
 MiB = 1024 * 1024
 
+Convert = Callable[[Any], Any]
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SATCHEL_", env_file=".env", extra="ignore", frozen=True
-    )
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
-    photos: Path = Path("photos")
-    data: Path = Path("data")
-    db: str | None = Field(None, repr=False)
-    delay: float = Field(0.0, ge=0, le=60)
-    chunk_size: int = Field(MiB, ge=4096, le=64 * MiB)
-    verbose: bool = False
-    access_log: bool = True
-    workers: int = Field(1, ge=1, le=64)
-    sendfile: bool = True
-    send_timeout: float = Field(60.0, gt=0, le=3600)
-    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
-    # File storage with links
-    public_url: str | None = None  # base for links; default: the request's own origin
-    upload_token: Annotated[tuple[str, ...], NoDecode] = Field((), repr=False)
-    upload_token_file: Path | None = None
-    max_upload_size: int = Field(10 * 1024**3, ge=1)
-    disk_reserve: int = Field(256 * MiB, ge=0)
-    read_timeout: float = Field(60.0, gt=0, le=3600)
-    default_max_days: int = Field(7, ge=1)
-    max_days: int = Field(30, ge=1)
-    default_max_downloads: int | None = Field(None, ge=1)
-    max_downloads: int | None = Field(None, ge=1)
-    purge_interval: float = Field(60.0, gt=0)
-    tus_expiry_hours: float = Field(24.0, gt=0, le=24 * 365)
-    # Speed limits, bytes a second (None: no limit)
-    download_rate: int | None = Field(None, ge=1024)
-    upload_rate: int | None = Field(None, ge=1024)
-    client_download_rate: int | None = Field(None, ge=1024)
-    client_upload_rate: int | None = Field(None, ge=1024)
-    total_download_rate: int | None = Field(None, ge=1024)
-    total_upload_rate: int | None = Field(None, ge=1024)
-    burst: int = Field(0, ge=0)
-    trusted_proxy: Annotated[tuple[str, ...], NoDecode] = ()
-    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
-    max_connections_per_client: int | None = Field(None, ge=1)
-    max_archive_streams: int | None = Field(None, ge=1)
+def _setting(default: Any, convert: Convert, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"convert": convert}, repr=not secret)
 
-    @field_validator(
-        "max_upload_size",
-        "disk_reserve",
-        "chunk_size",
-        "download_rate",
-        "upload_rate",
-        "client_download_rate",
-        "client_upload_rate",
-        "total_download_rate",
-        "total_upload_rate",
-        "burst",
-        mode="before",
-    )
-    @classmethod
-    def _size(cls, value: object) -> object:
-        return parse_size(value) if isinstance(value, str) else value
 
-    @field_validator("upload_token", "trusted_proxy", mode="before")
-    @classmethod
-    def _list(cls, value: object) -> object:
-        return (
-            tuple(t.strip() for t in value.split(",") if t.strip())
-            if isinstance(value, str)
-            else value
-        )
+def _number(
+    kind: type[int] | type[float],
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    size: bool = False,
+    optional: bool = False,
+) -> Convert:
+    """A converter to ``kind`` within bounds; ``size`` takes 512K, 10M, 2G."""
 
-    @field_validator("trusted_proxy")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_networks(value)
-        return value
-
-    @field_validator("public_url")
-    @classmethod
-    def _public_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
-
-    @field_validator("db")
-    @classmethod
-    def _db_url(cls, value: str | None) -> str | None:
-        if value is None:
+    def convert(value: Any) -> int | float | None:
+        if optional and value in (None, ""):
             return None
-        try:
-            url = make_url(value)
-        except ArgumentError as exc:
-            raise ValueError(f"not a database URL: {exc}") from exc
-        if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        if isinstance(value, str):
+            text = value.strip()
+            if size:
+                value = parse_size(text)
+            else:
+                try:
+                    value = kind(text)
+                except ValueError:
+                    what = "an integer" if kind is int else "a number"
+                    raise ValueError(f"not {what}: {text!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"not a number: {value!r}")
+        if kind is int and value != int(value):
+            raise ValueError(f"not an integer: {value!r}")
+        number = kind(value)
+        if ge is not None and number < ge:
+            raise ValueError(f"must be at least {ge:g}")
+        if gt is not None and number <= gt:
+            raise ValueError(f"must be more than {gt:g}")
+        if le is not None and number > le:
+            raise ValueError(f"must be at most {le:g}")
+        return number
+
+    return convert
+
+
+def _text(value: Any) -> str:
+    return str(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _path(value: Any) -> Path:
+    return Path(value)
+
+
+def _optional_path(value: Any) -> Path | None:
+    return None if value in (None, "") else Path(value)
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
         return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError(f"not a yes/no value: {value!r}")
+
+
+def _choice(*choices: str) -> Convert:
+    def convert(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; not {value!r}")
+        return text
+
+    return convert
+
+
+def _list(value: Any) -> tuple[str, ...]:
+    """A comma-separated list (env, .env) or a sequence (flags)."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(t.strip() for t in items if t.strip())
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    networks = _list(value)
+    parse_networks(networks)
+    return networks
+
+
+def _public_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return text.rstrip("/")
+
+
+def _db_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        url = make_url(str(value))
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL: {exc}") from exc
+    if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+    return str(value)
+
+
+_RATE = _number(int, ge=1024, size=True, optional=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, its default and its rule. A plain dataclass: pydantic-settings cost
+    the serving process 12 MiB of its 80 MB budget (bench/RESULTS.md)."""
+
+    host: str = _setting("127.0.0.1", _text)
+    port: int = _setting(8080, _number(int, ge=1, le=65535))
+    photos: Path = _setting(Path("photos"), _path)
+    data: Path = _setting(Path("data"), _path)
+    db: str | None = _setting(None, _db_url, secret=True)
+    delay: float = _setting(0.0, _number(float, ge=0, le=60))
+    chunk_size: int = _setting(MiB, _number(int, ge=4096, le=64 * MiB, size=True))
+    verbose: bool = _setting(False, _flag)
+    access_log: bool = _setting(True, _flag)
+    workers: int = _setting(1, _number(int, ge=1, le=64))
+    sendfile: bool = _setting(True, _flag)
+    send_timeout: float = _setting(60.0, _number(float, gt=0, le=3600))
+    event_loop: str = _setting("auto", _choice("auto", "asyncio", "uvloop"))
+    # File storage with links
+    public_url: str | None = _setting(None, _public_url)  # default: the request's origin
+    upload_token: tuple[str, ...] = _setting((), _list, secret=True)
+    upload_token_file: Path | None = _setting(None, _optional_path)
+    max_upload_size: int = _setting(10 * 1024**3, _number(int, ge=1, size=True))
+    disk_reserve: int = _setting(256 * MiB, _number(int, ge=0, size=True))
+    read_timeout: float = _setting(60.0, _number(float, gt=0, le=3600))
+    default_max_days: int = _setting(7, _number(int, ge=1))
+    max_days: int = _setting(30, _number(int, ge=1))
+    default_max_downloads: int | None = _setting(None, _number(int, ge=1, optional=True))
+    max_downloads: int | None = _setting(None, _number(int, ge=1, optional=True))
+    purge_interval: float = _setting(60.0, _number(float, gt=0))
+    tus_expiry_hours: float = _setting(24.0, _number(float, gt=0, le=24 * 365))
+    # Speed limits, bytes a second (None: no limit)
+    download_rate: int | None = _setting(None, _RATE)
+    upload_rate: int | None = _setting(None, _RATE)
+    client_download_rate: int | None = _setting(None, _RATE)
+    client_upload_rate: int | None = _setting(None, _RATE)
+    total_download_rate: int | None = _setting(None, _RATE)
+    total_upload_rate: int | None = _setting(None, _RATE)
+    burst: int = _setting(0, _number(int, ge=0, size=True))
+    trusted_proxy: tuple[str, ...] = _setting((), _networks)
+    proxy_header: str = _setting("x-forwarded-for", _choice("x-forwarded-for", "forwarded"))
+    max_connections_per_client: int | None = _setting(None, _number(int, ge=1, optional=True))
+    max_archive_streams: int | None = _setting(None, _number(int, ge=1, optional=True))
 
     def upload_tokens(self) -> frozenset[str]:
         """Tokens from --upload-token and --upload-token-file (one a line, # comments)."""
@@ -163,16 +234,48 @@ def parse_size(text: str) -> int:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings; ``overrides`` (the flags given) win over env and .env."""
-    given = {k: v for k, v in overrides.items() if v is not None}
+    """Build settings; ``overrides`` (the flags given) win over SATCHEL_* in the
+    environment, which wins over SATCHEL_* in ./.env, which wins over the defaults."""
+    dotenv = _read_dotenv(Path(".env"))
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in dataclasses.fields(Settings):
+        key = f"SATCHEL_{f.name.upper()}"
+        given = overrides.get(f.name)
+        if given is None:
+            given = os.environ.get(key, dotenv.get(key))
+        if given is None:
+            continue
+        try:
+            values[f.name] = f.metadata["convert"](given)
+        except ValueError as exc:
+            problems.append(f"{f.name}: {exc}")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Settings)})
+    problems += [f"{name}: no such setting" for name in unknown]
+    if problems:
+        raise ConfigError(f"invalid setting: {'; '.join(problems)}")
+    return Settings(**values)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines, # comments, `export ` and quotes allowed."""
     try:
-        return Settings(**given)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid setting: {problems}") from exc
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    pairs = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #")[0].strip()
+        pairs[key.strip()] = value
+    return pairs
 
 
 def check_paths(settings: Settings) -> None:
