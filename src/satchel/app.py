@@ -16,7 +16,6 @@ from satchel.clients import parse_networks
 from satchel.config import Settings
 from satchel.filestore import FileStore
 from satchel.filestore import Limits as FileLimits
-from satchel.http.body import close_after_taken_body
 from satchel.http.errors import error_middleware
 from satchel.http.keys import (
     ARCHIVES,
@@ -51,7 +50,6 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
     # Naming and counting clients costs every request a little; only when it is used.
     middlewares = [error_middleware, limits_middleware] if rates.per_client else [error_middleware]
     app = web.Application(middlewares=middlewares)
-    app.on_response_prepare.append(close_after_taken_body)
     app[SETTINGS] = settings
     app[THROTTLE] = Throttle(rates)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)

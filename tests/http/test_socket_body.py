@@ -114,7 +114,7 @@ async def test_a_stall_mid_body_is_408(make_client: ClientFactory, data_dir: Pat
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(65536), 10)
     writer.close()
-    assert answer.startswith(b"HTTP/1.1 408")
+    assert answer.startswith(b"HTTP/1.1 408") and b"Connection: close" in answer
     assert stored_files(data_dir) == [] and temp_files(data_dir) == []
 
 
@@ -129,6 +129,7 @@ async def test_a_wrong_digest_on_a_large_body_is_400(
         headers={"Content-Digest": f"sha-256=:{wrong}:"},
     )
     assert resp.status == 400 and (await resp.json())["error"] == "digest_mismatch"
+    assert resp.headers["Connection"] == "close"  # errors too
     assert stored_files(data_dir) == [] and temp_files(data_dir) == []
 
 

@@ -24,7 +24,7 @@ from satchel.errors import (
     NotFound,
 )
 from satchel.filestore import parse_digests
-from satchel.http.body import request_body
+from satchel.http.body import close_if_taken, request_body
 from satchel.http.files import authorize_upload, base_url, send_continue
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS, THROTTLE
@@ -146,7 +146,7 @@ async def put_member(request: web.Request) -> web.Response:
         "crc32": temp.crc32,
         "archive": f"{base_url(request)}/archive/{folder}/",
     }
-    return web.json_response(body, status=200 if existed else 201)
+    return close_if_taken(request, web.json_response(body, status=200 if existed else 201))
 
 
 async def delete_member(request: web.Request) -> web.Response:

@@ -47,11 +47,12 @@ async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def close_after_taken_body(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: say ``Connection: close`` where the body was taken."""
+def close_if_taken(request: web.Request, response: web.Response) -> web.Response:
+    """Say ``Connection: close`` where the body was taken: aiohttp closes the connection
+    after this response anyway, and a client must not send another request on it."""
     if request.get(_TAKEN):
         response.force_close()
-        response.headers["Connection"] = "close"  # aiohttp 3.14 writes it before this hook
+    return response
 
 
 class SocketBody:

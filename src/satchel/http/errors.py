@@ -12,6 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from satchel.errors import ArchiveNotFound, SatchelError
+from satchel.http.body import close_if_taken
 
 log = logging.getLogger("satchel.http")
 
@@ -56,21 +57,27 @@ def render_error(
         body = _PAGE.format(
             lang=lang, status=status, code=code, headline=html.escape(message), extra=extra
         )
-        return web.Response(
-            status=status,
-            reason=_REASONS.get(status),
-            text=body,
-            content_type="text/html",
-            charset="utf-8",
-            headers=headers,
+        return close_if_taken(
+            request,
+            web.Response(
+                status=status,
+                reason=_REASONS.get(status),
+                text=body,
+                content_type="text/html",
+                charset="utf-8",
+                headers=headers,
+            ),
         )
     payload = {"error": code, "message": message, "status": status}
-    return web.Response(
-        status=status,
-        reason=_REASONS.get(status),
-        text=json.dumps(payload, ensure_ascii=False),
-        content_type="application/json",
-        headers=headers,
+    return close_if_taken(
+        request,
+        web.Response(
+            status=status,
+            reason=_REASONS.get(status),
+            text=json.dumps(payload, ensure_ascii=False),
+            content_type="application/json",
+            headers=headers,
+        ),
     )
 
 

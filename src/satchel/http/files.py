@@ -23,7 +23,7 @@ from satchel.errors import (
 )
 from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, retention
 from satchel.filestore import ChunkBody, parse_digests
-from satchel.http.body import request_body
+from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
 from satchel.http.keys import FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.limits import finished, upload_shaping
@@ -119,7 +119,7 @@ async def upload(request: web.Request) -> web.Response:
             sha256=parse_digests(request.headers),
             shaper=shaper,
         )
-    return _created(request, [(record, token)], single=True)
+    return close_if_taken(request, _created(request, [(record, token)], single=True))
 
 
 async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
