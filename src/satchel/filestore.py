@@ -208,14 +208,13 @@ class FileStore:
         the speed limit (``shaper``) and the disk reserve by an :class:`Intake`.
         """
         temp = await blocking(create or self.storage.create)
-        size = _BLOCK
-        blocks = [memoryview(mmap.mmap(-1, size)) for _ in range(2)]  # mmap: page-aligned
+        blocks = [memoryview(mmap.mmap(-1, _BLOCK)) for _ in range(2)]  # mmap: page-aligned
         writing: asyncio.Future[None] | None = None
         try:
             async with self.intake(shaper) as intake:
                 for turn in itertools.count():
                     block, filled = blocks[turn % 2], 0
-                    while filled < size and (n := await body.read_into(block[filled:])):
+                    while filled < _BLOCK and (n := await body.read_into(block[filled:])):
                         await intake.took(n)
                         if intake.received > self.limits.max_upload_size:
                             raise PayloadTooLarge()
@@ -225,7 +224,7 @@ class FileStore:
                         writing = None
                     if filled:
                         writing = asyncio.ensure_future(_write(temp, block[:filled]))
-                    if filled < size:
+                    if filled < _BLOCK:
                         break
             if writing is not None:
                 await writing

@@ -60,7 +60,7 @@ class SocketBody:
 
     def __init__(self, sock: socket.socket, pending: list[bytes], left: int) -> None:
         self._sock = sock
-        self._pending = pending  # what aiohttp had read already
+        self._pending = memoryview(b"".join(pending))  # what aiohttp had read already
         self._left = left  # what is still in the socket
 
     @classmethod
@@ -98,13 +98,9 @@ class SocketBody:
 
     async def read_into(self, view: memoryview) -> int:
         if self._pending:
-            data = self._pending[0]
-            n = min(len(view), len(data))
-            view[:n] = data[:n]
-            if n == len(data):
-                self._pending.pop(0)
-            else:
-                self._pending[0] = data[n:]
+            n = min(len(view), len(self._pending))
+            view[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
             return n
         if not self._left:
             return 0
