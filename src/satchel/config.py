@@ -73,10 +73,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _optional_text(value: Any) -> str | None:
-    return None if value in (None, "") else str(value)
-
-
 def _path(value: Any) -> Path:
     return Path(value)
 

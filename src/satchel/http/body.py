@@ -9,7 +9,6 @@ parser never saw the body and cannot find where the next request starts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
@@ -18,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from aiohttp import web
 
 from satchel.filestore import Body, ChunkBody
+from satchel.http.streaming import fd_ready, plain_socket
 from satchel.throttle import Shaper
 
 DIRECT_FROM = 1024 * 1024  # smaller bodies keep their connection alive
@@ -76,11 +76,8 @@ class SocketBody:
             or transport.is_closing()
             or "Transfer-Encoding" in request.headers
             or request.headers.get("Content-Encoding", "identity").lower() != "identity"
-            or transport.get_extra_info("sslcontext") is not None
+            or (sock := plain_socket(transport)) is None
         ):
-            return None
-        sock = transport.get_extra_info("socket")
-        if sock is None:
             return None
         # Drain what aiohttp holds. Reads and the end of the stream may resume the
         # transport (and parse bytes the parser held back), so stop the transport last;
@@ -122,18 +119,7 @@ class SocketBody:
         """Wait until ``wanted`` bytes are there, or _WAKE_AT, whichever is fewer: waking
         for every 64 KiB costs more CPU than the rest of the upload path."""
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(wanted, _WAKE_AT))
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(self._sock, wake)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(self._sock)
+        await fd_ready(self._sock)
 
     def close(self) -> None:
         self._sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -16,6 +17,37 @@ from satchel.http.keys import SETTINGS
 from satchel.http.limits import download_shaper
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
 from satchel.throttle import Shaper
+
+
+def plain_socket(transport: asyncio.Transport) -> socket.socket | None:
+    """The transport's socket where bytes may go to and from it directly: not under TLS."""
+    if transport.get_extra_info("sslcontext") is not None:
+        return None
+    sock: socket.socket | None = transport.get_extra_info("socket")
+    return sock
+
+
+async def fd_ready(fd: int | socket.socket, *, write: bool = False) -> None:
+    """Wait until ``fd`` is readable (or writable). For a duplicate of a transport's
+    socket: the loop allows one callback per descriptor, and the transport has it."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    if write:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
 
 
 class ResponseSink:
@@ -82,21 +114,18 @@ class ResponseSink:
         transport = self._request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("Connection lost")
-        sock = transport.get_extra_info("socket")
-        if not self._use_sendfile or sock is None or transport.get_extra_info("sslcontext"):
+        sock = plain_socket(transport)
+        if not self._use_sendfile or sock is None:
             return await self._copy(file, offset, count)
         return await self._sendfile(transport, sock.fileno(), file.fileno(), offset, count)
 
     async def _sendfile(
         self, transport: asyncio.Transport, sock_fd: int, file_fd: int, offset: int, count: int
     ) -> int:
-        loop = asyncio.get_running_loop()
-        # A duplicate descriptor: the loop allows one writer callback per fd, and
-        # the transport owns the original one.
-        fd = os.dup(sock_fd)
+        fd = os.dup(sock_fd)  # for fd_ready: the transport owns the original
         try:
             while transport.get_write_buffer_size():  # headers etc. go out first, in order
-                await self._writable(loop, fd)
+                await self._writable(fd)
             sent = 0
             shaper = self.shaper
             while sent < count:
@@ -106,7 +135,7 @@ class ResponseSink:
                 except BlockingIOError:
                     if shaper is not None:
                         shaper.give_back(allowed)
-                    await self._writable(loop, fd)
+                    await self._writable(fd)
                     continue
                 except OSError as exc:
                     raise ConnectionResetError(f"sendfile: {exc.strerror}") from exc
@@ -120,16 +149,12 @@ class ResponseSink:
         finally:
             os.close(fd)
 
-    async def _writable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        ready = loop.create_future()
-        loop.add_writer(fd, ready.set_result, None)
+    async def _writable(self, fd: int) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await ready
+                await fd_ready(fd, write=True)
         except TimeoutError as exc:
             raise self._stalled() from exc
-        finally:
-            loop.remove_writer(fd)
 
     def _stalled(self) -> ConnectionResetError:
         if self._request.transport is not None:
