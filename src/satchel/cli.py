@@ -10,6 +10,7 @@ import io
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,8 +182,36 @@ def _run_client(args: argparse.Namespace) -> int:
             return client.run(client.fetch(opts, url, output, verify_zip=True))
 
 
+_DASHED_ID = re.compile(r"-[A-Za-z0-9_-]{21}")
+_VALUED = {"-o", "--output", "--server", "--chunk-size", "--token", "--delete-token",
+           "--upload-token"}  # fmt: skip
+_OPTIONS = _VALUED | {"--json", "-h", "--help"}
+
+
+def _dashes_kept(argv: list[str]) -> list[str]:
+    """Ids and tokens are URL-safe base64, and 1 in 64 begins with "-", which argparse
+    takes for an option. For the commands that take them, such a value is joined to its
+    option ("--token=-x…") and such an id moves behind "--" (each has one positional)."""
+    if not argv or argv[0] not in ("download", "check", "delete"):
+        return argv
+    out: list[str] = [argv[0]]
+    ids: list[str] = []
+    for at, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            return [*out, "--", *ids, *argv[at + 1 :]]
+        if arg.startswith("-") and arg not in _OPTIONS:
+            if out[-1] in _VALUED:
+                out[-1] = f"{out[-1]}={arg}"
+                continue
+            if _DASHED_ID.fullmatch(arg):
+                ids.append(arg)
+                continue
+        out.append(arg)
+    return [*out, "--", *ids] if ids else out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_dashes_kept(sys.argv[1:] if argv is None else argv))
     if args.command in ("upload", "download", "check", "delete", "archive"):
         return _run_client(args)
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "admin_command")}

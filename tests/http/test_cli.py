@@ -115,3 +115,16 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
         process.kill()  # SIGKILL: the parent cannot clean up; the kernel tells the workers
         process.wait()
     assert_gone(workers)
+
+
+def test_ids_and_tokens_beginning_with_a_dash_are_values_not_options() -> None:
+    """1 id (and 1 token) in 64 begins with "-"; the client commands must still take it."""
+    from satchel.cli import _dashes_kept, _parser
+
+    dashed = "-FqQwWRGzngQ6aJB_Jb0mw"
+    args = _parser().parse_args(_dashes_kept(["download", dashed, "-o", "x", "--json"]))
+    assert (args.target, args.output, args.json) == (dashed, Path("x"), True)
+    args = _parser().parse_args(_dashes_kept(["delete", dashed, "--token", dashed]))
+    assert (args.id, args.delete_token) == (dashed, dashed)
+    args = _parser().parse_args(_dashes_kept(["check", "--json", "--", dashed]))
+    assert args.id == dashed
