@@ -16,7 +16,6 @@ from satchel.clients import parse_networks
 from satchel.config import Settings
 from satchel.filestore import FileStore
 from satchel.filestore import Limits as FileLimits
-from satchel.http.errors import error_middleware
 from satchel.http.keys import (
     ARCHIVES,
     ENGINE,
@@ -30,7 +29,6 @@ from satchel.http.keys import (
     TUSSTORE,
     UPLOAD_TOKENS,
 )
-from satchel.http.limits import limits_middleware
 from satchel.http.routes import setup_routes
 from satchel.metadata.crc import SqlCrcStore
 from satchel.metadata.db import create_engine, migrate
@@ -47,9 +45,7 @@ log = logging.getLogger("satchel")
 def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Application:
     """The whole service. ``limits`` shrinks ZIP64 thresholds (tests only)."""
     rates = settings.rates()
-    # Naming and counting clients costs every request a little; only when it is used.
-    middlewares = [error_middleware, limits_middleware] if rates.per_client else [error_middleware]
-    app = web.Application(middlewares=middlewares)
+    app = web.Application()
     app[SETTINGS] = settings
     app[THROTTLE] = Throttle(rates)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)
@@ -93,7 +89,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
             await engine.dispose()
 
     app.cleanup_ctx.append(resources_ctx)
-    setup_routes(app)
+    setup_routes(app, per_client=rates.per_client)
     return app
 
 

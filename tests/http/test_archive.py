@@ -262,3 +262,7 @@ async def test_index_favicon_health_and_json_404(make_client: ClientFactory) -> 
     assert (await missing.json())["error"] == "not_found"
     wrong_method = await client.post("/archive/x/")
     assert wrong_method.status == 405 and "GET" in wrong_method.headers["Allow"]
+    wrong_method = await client.post("/check/" + "a" * 22)
+    assert wrong_method.status == 405 and wrong_method.headers["Allow"] == "GET, HEAD"
+    assert (await wrong_method.json())["error"] == "method_not_allowed"
+    assert (await client.request("OPTIONS", "/tus/")).status == 204  # a route, not unrouted

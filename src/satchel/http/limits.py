@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -16,18 +17,23 @@ from satchel.throttle import Shaper
 UNCOUNTED = frozenset({"/healthz", "/favicon.ico"})
 
 
-@web.middleware
-async def limits_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Name the client (peer, or what a trusted proxy says) and count its requests."""
-    settings = request.app[SETTINGS]
-    client = client_address(
-        request.remote, request.headers, request.app[TRUSTED_PROXIES], settings.proxy_header
-    )
-    request[CLIENT] = client
-    if request.path in UNCOUNTED:
-        return await handler(request)
-    with request.app[THROTTLE].request(client):
-        return await handler(request)
+def limited(handler: Handler) -> Handler:
+    """The handler, after naming its client (the peer, or what a trusted proxy says) and
+    counting the client's requests. Only with per-client limits: it costs every request."""
+
+    @functools.wraps(handler)
+    async def counted(request: web.Request) -> web.StreamResponse:
+        settings = request.app[SETTINGS]
+        client = client_address(
+            request.remote, request.headers, request.app[TRUSTED_PROXIES], settings.proxy_header
+        )
+        request[CLIENT] = client
+        if request.path in UNCOUNTED:
+            return await handler(request)
+        with request.app[THROTTLE].request(client):
+            return await handler(request)
+
+    return counted
 
 
 def client_of(request: web.Request) -> str:
