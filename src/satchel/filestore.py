@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import itertools
 import json
 import logging
 import mmap
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,7 @@ from satchel.errors import (
     RequestTimeout,
 )
 from satchel.files import (
+    ID_RE,
     FileRepo,
     Retention,
     StoredFile,
@@ -52,6 +54,16 @@ _SPACE_CHECK_EVERY = 64 * 1024 * 1024
 # 1.15 with 4 MiB (0.65 -> 0.78 GB/s); 8 MiB gained nothing more (bench/RESULTS.md).
 _BLOCK = 4 * 1024 * 1024
 _CHECK_CACHE_SIZE = 10_000
+
+
+@dataclass
+class _Checked:
+    """A /check cache entry: the record's lookup, and its JSON per base URL."""
+
+    until: float  # time.monotonic(): look again after this
+    lookup: asyncio.Future[StoredFile | None]
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    expires: float = 0.0  # time.time() of the record's expiry, once it is known available
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ class FileStore:
         self.storage = storage
         self.limits = limits
         self.check_ttl = check_ttl
-        self._checked: dict[str, tuple[float, StoredFile | None, dict[str, bytes]]] = {}
+        self._checked: dict[str, _Checked] = {}
 
     # -- admission, before any byte is read -------------------------------------------
 
@@ -257,6 +269,16 @@ class FileStore:
             raise FileNotFound()
         return record
 
+    def fresh_status(self, file_id: str, base: str) -> bytes | None:
+        """The /check answer if the cache holds a fresh one; else ask ``status_json``.
+
+        The fast path of the hottest request: no coroutine, no datetime (bench/RESULTS.md).
+        """
+        entry = self._checked.get(file_id)
+        if entry is None or entry.until < time.monotonic() or entry.expires <= time.time():
+            return None
+        return entry.bodies.get(base)
+
     async def status_json(self, file_id: str, base: str) -> bytes:
         """The /check answer, through a short per-process cache of the encoded JSON.
 
@@ -264,19 +286,38 @@ class FileStore:
         process's own show at once; downloads themselves always read the database.
         """
         now = time.monotonic()
-        hit = self._checked.get(file_id)
-        if hit is None or hit[0] < now:
+        entry = self._checked.get(file_id)
+        if entry is None or entry.until < now:
+            if not ID_RE.fullmatch(file_id):
+                raise FileNotFound()
             if len(self._checked) >= _CHECK_CACHE_SIZE:
                 self._checked.clear()
-            hit = (now + self.check_ttl, await self.repo.get(file_id), {})
-            self._checked[file_id] = hit
-        _, record, bodies = hit
+            entry = _Checked(now + self.check_ttl, asyncio.ensure_future(self.repo.get(file_id)))
+            entry.lookup.add_done_callback(functools.partial(self._forget_failed, file_id, entry))
+            self._checked[file_id] = entry
+        lookup = entry.lookup
+        # Shared: when an entry expires under load, every request for that id waits for
+        # one lookup instead of each taking a connection of its own (bench/RESULTS.md).
+        # Shielded: a client that leaves does not cancel the others' lookup.
+        record = lookup.result() if lookup.done() else await asyncio.shield(lookup)
         if record is None or not record.available(datetime.now(UTC)):
             raise FileNotFound()
-        body = bodies.get(base)
+        entry.expires = record.expires_at.timestamp()
+        body = entry.bodies.get(base)
         if body is None:
-            body = bodies[base] = json.dumps(describe(record, base), ensure_ascii=False).encode()
+            body = entry.bodies[base] = json.dumps(
+                describe(record, base), ensure_ascii=False
+            ).encode()
         return body
+
+    def _forget_failed(
+        self, file_id: str, entry: _Checked, lookup: asyncio.Future[StoredFile | None]
+    ) -> None:
+        """A lookup that failed is not an answer to keep: the next request asks again."""
+        if (lookup.cancelled() or lookup.exception() is not None) and self._checked.get(
+            file_id
+        ) is entry:
+            del self._checked[file_id]
 
     def path(self, file_id: str) -> Path:
         return self.storage.path(file_id)

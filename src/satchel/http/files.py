@@ -165,7 +165,10 @@ def _file_id(request: web.Request) -> str:
 
 
 async def check(request: web.Request) -> web.Response:
-    body = await request.app[FILESTORE].status_json(_file_id(request), base_url(request))
+    store = request.app[FILESTORE]
+    file_id = request.match_info["id"]  # the store checks its form when it looks it up
+    base = base_url(request)
+    body = store.fresh_status(file_id, base) or await store.status_json(file_id, base)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
