@@ -266,3 +266,5 @@ async def test_index_favicon_health_and_json_404(make_client: ClientFactory) -> 
     assert wrong_method.status == 405 and wrong_method.headers["Allow"] == "GET, HEAD"
     assert (await wrong_method.json())["error"] == "method_not_allowed"
     assert (await client.request("OPTIONS", "/tus/")).status == 204  # a route, not unrouted
+    odd = await client.put("/archive/d/6%0A%C3%B3", data=b"x")  # a newline in the path
+    assert odd.status == 404 and odd.content_type == "text/html"

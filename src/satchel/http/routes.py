@@ -46,7 +46,7 @@ def setup_routes(app: web.Application, *, per_client: bool) -> None:
     upload.add_route("DELETE", h(tus.terminate))
     upload.add_route("OPTIONS", h(tus.options))
     # Last, so every route above is tried first.
-    app.router.add_route("*", "/{path:.*}", h(unrouted))
+    app.router.add_route("*", r"/{path:[\s\S]*}", h(unrouted))  # any path, newlines too
 
 
 async def unrouted(request: web.Request) -> web.StreamResponse:
