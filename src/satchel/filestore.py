@@ -232,14 +232,16 @@ class FileStore:
                             raise PayloadTooLarge()
                         filled += n
                     if writing is not None:
-                        await writing
+                        # Shielded: a timeout or a shutdown must not cancel a write under
+                        # way; the handler below waits for its threads before closing.
+                        await asyncio.shield(writing)
                         writing = None
                     if filled:
                         writing = asyncio.ensure_future(_write(temp, block[:filled]))
                     if filled < _BLOCK:
                         break
             if writing is not None:
-                await writing
+                await asyncio.shield(writing)
             await blocking(temp.finish)
         except BaseException:
             if writing is not None:  # the threads may still use the file: let them finish

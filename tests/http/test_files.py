@@ -6,7 +6,9 @@ import asyncio
 import base64
 import email.parser
 import hashlib
+import io
 import os
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+
+from satchel.storage.local import TempFile
 
 from .conftest import ClientFactory
 
@@ -210,6 +214,32 @@ async def test_a_stalled_body_is_dropped(make_client: ClientFactory, data_dir: P
         client, b"POST /files/ HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n", b"x" * 10
     )
     assert answer.startswith(b"HTTP/1.1 408")
+    assert stored_files(data_dir) == [] and temp_files(data_dir) == []
+
+
+async def test_a_timeout_during_a_slow_write_waits_for_the_write(
+    make_client: ClientFactory, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read timeout strikes while a block is still being written: the temp file is
+    closed and removed only after the writing thread is done with it."""
+    events: list[str] = []
+    real_store, real_discard = TempFile.store, TempFile.discard
+
+    def slow_store(temp: TempFile, block: memoryview) -> None:
+        time.sleep(0.6)  # a disk that stalls for longer than the read timeout
+        real_store(temp, block)
+        events.append("stored")
+
+    def discard(temp: TempFile) -> None:
+        events.append("discarded")
+        real_discard(temp)
+
+    monkeypatch.setattr(TempFile, "store", slow_store)
+    monkeypatch.setattr(TempFile, "discard", discard)
+    client = await make_client(read_timeout=0.2)
+    resp = await client.post("/files/", data=io.BytesIO(os.urandom(5 * 2**20)))  # two blocks
+    assert resp.status == 408
+    assert events == ["stored", "discarded"]
     assert stored_files(data_dir) == [] and temp_files(data_dir) == []
 
 
