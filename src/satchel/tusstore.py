@@ -228,6 +228,16 @@ class TusStore:
         written = 0
         batch: list[bytes] = []
         batched = 0
+        writing: asyncio.Future[int] | None = None  # the batch on its way to the disk
+
+        async def flush() -> None:
+            nonlocal writing, written, batch, batched
+            writing = asyncio.ensure_future(blocking(_pwrite_all, fd, batch, start + written))
+            # Shielded: a stall or a shutdown must not leave a thread writing to a
+            # descriptor that is about to be truncated and closed (see the handler below).
+            written += await asyncio.shield(writing)
+            writing, batch, batched = None, [], 0
+
         try:
             async with self.files.intake(shaper) as intake:
                 async for chunk in chunks:
@@ -244,15 +254,18 @@ class TusStore:
                     batch.append(chunk)
                     batched += len(chunk)
                     if batched >= _BATCH:
-                        written += await blocking(_pwrite_all, fd, batch, start + written)
-                        batch, batched = [], 0
-            written += await blocking(_pwrite_all, fd, batch, start + written)
+                        await flush()
+            await flush()
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch()
         except (PayloadTooLarge, ChecksumMismatch, InsufficientStorage):
             await asyncio.shield(blocking(os.ftruncate, fd, start))
             raise
         except BaseException:
+            if writing is not None:  # let the batch under way land, and count it
+                await asyncio.shield(asyncio.wait([writing]))
+                if not writing.cancelled() and writing.exception() is None:
+                    written, batch = written + writing.result(), []
             # Cut short (the network, a stall, a cancellation): keep what arrived, unless
             # a checksum was promised for the whole chunk.
             pending = batch if checksum is None else None

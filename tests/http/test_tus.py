@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from satchel import tusstore
 from satchel.http.keys import TUSSTORE
 
 from .conftest import ClientFactory
@@ -374,3 +376,35 @@ async def test_a_final_upload_needs_finished_partial_parts(make_app_client: Clie
         headers={**TUS, "Upload-Concat": f"final;{plain}", "Upload-Length": "0"},
     )
     assert with_length.status == 400
+
+
+async def test_a_stall_during_a_slow_write_waits_for_the_write(
+    make_app_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read timeout strikes while a batch is still being written: the cut-short path
+    (here: drop everything, a checksum was promised) runs only after the thread is done."""
+    events: list[str] = []
+    real_pwrite, real_truncate = tusstore._pwrite_all, tusstore._truncate_and_sync
+
+    def slow_pwrite(fd: int, chunks: list[bytes], offset: int) -> int:
+        time.sleep(0.6)  # a disk that stalls for longer than the read timeout
+        written = real_pwrite(fd, chunks, offset)
+        events.append("written")
+        return written
+
+    def truncate(fd: int, end: int) -> None:
+        events.append(f"truncated to {end}")
+        real_truncate(fd, end)
+
+    monkeypatch.setattr(tusstore, "_pwrite_all", slow_pwrite)
+    monkeypatch.setattr(tusstore, "_truncate_and_sync", truncate)
+    client = await make_app_client(read_timeout=0.2)
+    url = await create(client, 3 * 2**20)
+    data = os.urandom(3 * 2**19)  # more than one batch
+    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    resp = await patch(client, url, 0, data, **{"Upload-Checksum": f"sha256 {checksum}"})
+    assert resp.status == 408
+    assert events == ["written", "truncated to 0"]
+    assert await offset_of(client, url) == 0
+    upload_id = url.rsplit("/", 1)[1]
+    assert client.app[TUSSTORE].path(upload_id).stat().st_size == 0
