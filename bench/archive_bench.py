@@ -297,8 +297,9 @@ def report(runs: list[Run]) -> None:
     for s in subjects:
         rs = [r for r in runs if r.subject == s]
         gbps = statistics.median(r.gbps for r in rs)
+        ratio = "–" if "upload" in s else f"{gbps / base:.2f}"  # nginx serves, not receives
         print(
-            f"| {s} | {len(rs)} | {gbps:.2f} | {gbps / base:.2f} | "
+            f"| {s} | {len(rs)} | {gbps:.2f} | {ratio} | "
             f"{statistics.median(r.ttfb for r in rs) * 1000:.1f} | "
             f"{statistics.median(r.cpu for r in rs):.2f} | "
             f"{max(r.peak_rss for r in rs) / 2**20:.0f} |"

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,47 +124,71 @@ def main() -> None:
                 finally:
                     satchel.stop()
             report(runs)
-            # /check on 2 processes (the VM has 2 cores), on each event loop
-            print("| endpoint | Satchel | baseline | ratio | errors | non-2xx |")
-            print("|---|---|---|---|---|---|")
-            for loop, log in (("asyncio", True), ("asyncio", False), ("uvloop", False)):
-                flags = ["--workers", "2", "--event-loop", loop] + (
-                    [] if log else ["--no-access-log"]
-                )
-                server = start_satchel(Path(data), *flags)
-                try:
-                    file_id = json.loads(
-                        subprocess.run(
-                            [
-                                "curl",
-                                "-sS",
-                                "-X",
-                                "POST",
-                                "--data-binary",
-                                "hello",
-                                f"http://127.0.0.1:{server.port}/files/",
-                            ],
-                            capture_output=True,
-                            text=True,
-                            check=True,
-                        ).stdout  # fmt: skip
-                    )["id"]
-                    label = f"{loop}, access log {'on' if log else 'off'}"
-                    check_rates(nginx, server, file_id, label, args.wrk_seconds)
-                finally:
-                    server.stop()
+            check_bench(nginx, Path(data), args.rounds, args.wrk_seconds)
     finally:
         nginx.stop()
 
 
-def check_rates(nginx: Server, satchel: Server, file_id: str, label: str, seconds: int) -> None:
-    base_rate, base_errors, _ = wrk(f"http://127.0.0.1:{nginx.port}/small.json", seconds)
-    rate, errors, bad = wrk(f"http://127.0.0.1:{satchel.port}/check/{file_id}", seconds)
-    print(
-        f"| /check, 2 workers, {label} | {rate:,.0f} req/s | nginx 1 KB file "
-        f"{base_rate:,.0f} req/s | {rate / base_rate:.2f}× | "
-        f"socket {errors} (nginx {base_errors}) | {bad} |"
+def check_bench(nginx: Server, data: Path, rounds: int, seconds: int) -> None:
+    """/check on 2 processes (the VM has 2 cores), uvloop, no access log, against nginx
+    serving a 1 KB file and a trivial aiohttp handler, alternated for ``rounds`` rounds;
+    then asyncio, with and without the access log, once each."""
+    port = free_port()
+    trivial_argv = [sys.executable, str(Path(__file__).parent / "aiohttp_trivial.py"), str(port)]
+    subjects = {
+        "nginx, 1 KB static file": (nginx, "/small.json"),
+        "trivial aiohttp JSON handler, 2 processes, uvloop": (
+            Server("aiohttp-trivial", trivial_argv, port, WORK),
+            "/check/x",
+        ),
+    }
+    main = start_satchel(data, "--workers", "2", "--event-loop", "uvloop", "--no-access-log")
+    subjects["satchel /check, 2 workers, uvloop, no access log"] = (main, f"/check/{small(main)}")
+    rates: dict[str, list[tuple[float, int, int]]] = {name: [] for name in subjects}
+    try:
+        for _ in range(rounds):
+            for name, (server, path) in subjects.items():
+                rates[name].append(wrk(f"http://127.0.0.1:{server.port}{path}", seconds))
+    finally:
+        main.stop()
+        subjects["trivial aiohttp JSON handler, 2 processes, uvloop"][0].stop()
+    for log in (False, True):
+        flags = ["--workers", "2", "--event-loop", "asyncio"] + ([] if log else ["--no-access-log"])
+        server = start_satchel(data, *flags)
+        try:
+            name = f"satchel /check, 2 workers, asyncio, access log {'on' if log else 'off'}"
+            rates[name] = [wrk(f"http://127.0.0.1:{server.port}/check/{small(server)}", seconds)]
+        finally:
+            server.stop()
+    nginx_rate = statistics.median(r[0] for r in rates["nginx, 1 KB static file"])
+    print(f"\n/check: `wrk -t8 -c200 -d{seconds}s --timeout 2s`; median of the runs shown")
+    print("| subject | runs | req/s | × nginx | socket errors | non-2xx |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in rates.items():
+        rate = statistics.median(r[0] for r in runs)
+        spread = f" ({min(r[0] for r in runs):,.0f}–{max(r[0] for r in runs):,.0f})"
+        print(
+            f"| {name} | {len(runs)} | {rate:,.0f}{spread if len(runs) > 1 else ''} | "
+            f"{rate / nginx_rate:.2f} | {sum(r[1] for r in runs)} | {sum(r[2] for r in runs)} |"
+        )
+    ours, trivial = (
+        statistics.median(r[0] for r in rates[name])
+        for name in (
+            "satchel /check, 2 workers, uvloop, no access log",
+            "trivial aiohttp JSON handler, 2 processes, uvloop",
+        )
     )
+    print(f"\n/check answers at {ours / trivial:.0%} of the trivial aiohttp handler's rate.")
+
+
+def small(server: Server) -> str:
+    """The id of a fresh 5-byte upload."""
+    out = subprocess.run(
+        ["curl", "-sS", "-X", "POST", "--data-binary", "hello",
+         f"http://127.0.0.1:{server.port}/files/"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return str(json.loads(out)["id"])
 
 
 if __name__ == "__main__":
