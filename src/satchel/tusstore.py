@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -114,19 +115,15 @@ class TusStore:
         )
         if final.completed:  # all parts empty
             return final
-        locks = []
-        try:  # hold every part, so none is written to or terminated while it is copied
+        async with contextlib.AsyncExitStack() as held:
+            # hold every part, so none is written to or terminated while it is copied
             for part in parts:
-                locks.append(await self._lock(part))
-            fd = await self._lock(final)
-            locks.append(fd)
+                await held.enter_async_context(self._held(part))
+            fd = await held.enter_async_context(self._held(final))
             sources = [self.path(part.id) for part in parts]
             await asyncio.shield(blocking(_copy_into, fd, sources))
             await self.repo.advance(final.id, length, None, self._expires())
             return await self._finish(final.moved(length))
-        finally:
-            for lock in locks:
-                await asyncio.shield(blocking(os.close, lock))
 
     def _expires(self) -> datetime:
         return datetime.now(UTC) + self.expiry
@@ -162,8 +159,8 @@ class TusStore:
     ) -> Upload:
         """Write one PATCH body at ``offset``; the upload as acknowledged afterwards."""
         upload = _at(await self.get(upload_id), offset)  # 409 rather than 423 when both
-        fd = await self._lock(upload)
-        try:  # another process may have moved the upload before we held it
+        async with self._held(upload) as fd:
+            # another process may have moved the upload before we held it
             upload = _at(await self.get(upload_id), offset)
             if length is not None and length != upload.length:
                 if upload.length is not None:
@@ -180,8 +177,6 @@ class TusStore:
                 upload = upload.moved(end)
                 if upload.done and not upload.partial:
                     upload = await self._finish(upload)
-        finally:
-            await asyncio.shield(blocking(os.close, fd))  # closing releases the lock
         return upload
 
     async def settle(self, upload: Upload) -> Upload:
@@ -190,16 +185,16 @@ class TusStore:
         if not upload.done or upload.completed or upload.partial:
             return upload
         try:
-            fd = await self._lock(upload)
+            async with self._held(upload):
+                upload = await self.get(upload.id)
+                return await self._finish(upload) if not upload.completed else upload
         except Locked:
             return upload  # the PATCH holding it finishes it
-        try:
-            upload = await self.get(upload.id)
-            return await self._finish(upload) if not upload.completed else upload
-        finally:
-            await asyncio.shield(blocking(os.close, fd))
 
-    async def _lock(self, upload: Upload) -> int:
+    @contextlib.asynccontextmanager
+    async def _held(self, upload: Upload) -> AsyncIterator[int]:
+        """The upload's file, open for writing under an exclusive lock (423 when another
+        writer holds it); closing it releases the lock."""
         try:
             fd = await blocking(os.open, self.path(upload.id), os.O_WRONLY)
         except FileNotFoundError as exc:  # terminated or purged meanwhile
@@ -209,7 +204,10 @@ class TusStore:
         except BlockingIOError as exc:
             os.close(fd)
             raise Locked(headers={"Retry-After": "1"}) from exc
-        return fd
+        try:
+            yield fd
+        finally:
+            await asyncio.shield(blocking(os.close, fd))
 
     async def _receive(
         self,
@@ -309,12 +307,9 @@ class TusStore:
 
     async def terminate(self, upload_id: str) -> None:
         upload = await self.get(upload_id)
-        fd = await self._lock(upload)
-        try:
+        async with self._held(upload):
             await self.repo.delete(upload.id)
             await blocking(self.path(upload.id).unlink, missing_ok=True)
-        finally:
-            await asyncio.shield(blocking(os.close, fd))
 
     async def purge(self) -> int:
         """Remove expired uploads, finished or not (a finished one's file lives on)."""
