@@ -147,31 +147,15 @@ class FileStore:
         except BaseException:
             await asyncio.shield(blocking(temp.discard))
             raise
-        created = datetime.now(UTC)
-        record = StoredFile(
-            id=file_id,
-            name=display_name(name_for, file_id, content_type),
-            size=temp.size,
-            content_type=content_type,
-            sha256=temp.sha256.hex(),
-            crc32=temp.crc32,
-            created_at=created,
-            expires_at=expiry(created, retention.days),
-            max_downloads=retention.max_downloads,
+        record = _new_record(
+            file_id, name_for, content_type, retention, temp.size, temp.sha256, temp.crc32
         )
         token = new_delete_token()
         try:
-            await self.repo.insert(record, token_digest(token))
+            await self._insert(record, token)
         except BaseException:
             await asyncio.shield(blocking(self.storage.remove, file_id))
             raise
-        log.info(
-            "Stored %s (%d bytes, sha256 %s) as %s",
-            record.name,
-            record.size,
-            record.sha256,
-            file_id,
-        )
         return record, token
 
     async def adopt(
@@ -191,21 +175,20 @@ class FileStore:
             return existing
         size, sha256, crc32 = await blocking(hash_file, source)
         await asyncio.shield(blocking(self.storage.link, source, file_id))
-        created = datetime.now(UTC)
-        record = StoredFile(
-            id=file_id,
-            name=display_name(name_for, file_id, content_type),
-            size=size,
-            content_type=content_type,
-            sha256=sha256.hex(),
-            crc32=crc32,
-            created_at=created,
-            expires_at=expiry(created, retention.days),
-            max_downloads=retention.max_downloads,
-        )
-        await self.repo.insert(record, token_digest(delete_token))
-        log.info("Stored %s (%d bytes, sha256 %s) as %s", record.name, size, record.sha256, file_id)
+        record = _new_record(file_id, name_for, content_type, retention, size, sha256, crc32)
+        await self._insert(record, delete_token)
         return record
+
+    async def _insert(self, record: StoredFile, delete_token: str) -> None:
+        """The last step of a store: after it, the file is visible."""
+        await self.repo.insert(record, token_digest(delete_token))
+        log.info(
+            "Stored %s (%d bytes, sha256 %s) as %s",
+            record.name,
+            record.size,
+            record.sha256,
+            record.id,
+        )
 
     async def receive(
         self,
@@ -362,6 +345,29 @@ class FileStore:
         if orphans:
             log.warning("Removed %d stored files that had no record", len(orphans))
         return len(orphans)
+
+
+def _new_record(
+    file_id: str,
+    name_for: str | None,
+    content_type: str,
+    retention: Retention,
+    size: int,
+    sha256: bytes,
+    crc32: int,
+) -> StoredFile:
+    created = datetime.now(UTC)
+    return StoredFile(
+        id=file_id,
+        name=display_name(name_for, file_id, content_type),
+        size=size,
+        content_type=content_type,
+        sha256=sha256.hex(),
+        crc32=crc32,
+        created_at=created,
+        expires_at=expiry(created, retention.days),
+        max_downloads=retention.max_downloads,
+    )
 
 
 async def _write(temp: TempFile, block: memoryview) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from isal.isal_zlib import crc32
@@ -127,19 +128,22 @@ class LocalStorage:
 
     def commit(self, temp: TempFile, file_id: str) -> Path:
         """Make a finished temp file durable under its id; after this a crash keeps it."""
-        target = self.path(file_id)
-        target.parent.mkdir(exist_ok=True)
-        os.rename(temp.path, target)
-        fsync_dir(target.parent)
-        fsync_dir(self.root)
-        return target
+        return self._place(file_id, lambda target: os.rename(temp.path, target))
 
     def link(self, source: Path, file_id: str) -> Path:
         """Make a finished file (on the same filesystem) durable under its id; idempotent."""
+
+        def hard_link(target: Path) -> None:
+            with contextlib.suppress(FileExistsError):  # a retry after a crash: it was made
+                os.link(source, target)
+
+        return self._place(file_id, hard_link)
+
+    def _place(self, file_id: str, put: Callable[[Path], None]) -> Path:
+        """``put`` the file at its id's path, then fsync the directories that name it."""
         target = self.path(file_id)
         target.parent.mkdir(exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # a retry after a crash: it was made
-            os.link(source, target)
+        put(target)
         fsync_dir(target.parent)
         fsync_dir(self.root)
         return target
