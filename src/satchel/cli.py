@@ -217,9 +217,6 @@ def main(argv: list[str] | None = None) -> int:
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "admin_command")}
     if flags.get("verbose") is not None:
         flags["verbose"] = bool(flags["verbose"])
-    for listed in ("upload_token", "trusted_proxy"):
-        if flags.get(listed) is not None:
-            flags[listed] = tuple(flags[listed])
     try:
         settings = load_settings(**flags)
         if args.command == "admin" and args.admin_command == "demo":

@@ -90,6 +90,7 @@ def test_upload_tokens_from_flags_env_and_file(
         "alpha", "beta", "gamma", "delta",
     }  # fmt: skip
     assert load_settings(upload_token=("only",)).upload_tokens() == {"only"}
+    assert load_settings(upload_token=["a", "b"]).upload_token == ("a", "b")  # as argparse gives
     assert "gamma" not in repr(load_settings())
 
 

@@ -9,9 +9,9 @@ headers (on the last PATCH and on HEAD).
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from satchel.errors import (
     BadRequest,
@@ -41,7 +41,6 @@ from satchel.tus import (
 )
 
 RESUMABLE = {"Tus-Resumable": VERSION}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def speaks_tus(handler: Handler) -> Handler:
