@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import functools
-import itertools
 import json
 import logging
-import mmap
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,14 +44,12 @@ from satchel.files import (
     token_digest,
 )
 from satchel.storage.local import LocalStorage, TempFile, hash_file
+from satchel.storage.ring import BlockRing
 from satchel.throttle import Shaper
 
 log = logging.getLogger("satchel.files")
 
 _SPACE_CHECK_EVERY = 64 * 1024 * 1024
-# Upload blocks: 1 GiB over loopback took 1.5 CPU-s with 1 MiB blocks, 1.3 with 2 MiB and
-# 1.15 with 4 MiB (0.65 -> 0.78 GB/s); 8 MiB gained nothing more (bench/RESULTS.md).
-_BLOCK = 4 * 1024 * 1024
 _CHECK_CACHE_SIZE = 10_000
 
 
@@ -198,38 +195,32 @@ class FileStore:
     ) -> TempFile:
         """Stream into a temp file (fsynced), hashing on the way; nothing kept on error.
 
-        Double-buffered through two page-aligned blocks: while threads hash and write
-        one, the event loop fills the other. The body is held to the read timeout,
-        the speed limit (``shaper``) and the disk reserve by an :class:`Intake`.
+        Through a :class:`BlockRing`: while one thread hashes a block and another
+        writes one out, the event loop fills the next. The body is held to the read
+        timeout, the speed limit (``shaper``) and the disk reserve by an :class:`Intake`;
+        a disk that falls behind stops the reading, so a stalled disk times out too.
         """
         temp = await blocking(create or self.storage.create)
-        blocks = [memoryview(mmap.mmap(-1, _BLOCK)) for _ in range(2)]  # mmap: page-aligned
-        writing: asyncio.Future[None] | None = None
+        ring = BlockRing([temp.digest, temp.store])
         try:
             async with self.intake(shaper) as intake:
-                for turn in itertools.count():
-                    block, filled = blocks[turn % 2], 0
-                    while filled < _BLOCK and (n := await body.read_into(block[filled:])):
+                while True:
+                    block, filled = await ring.take(), 0
+                    while filled < len(block) and (n := await body.read_into(block[filled:])):
                         await intake.took(n)
                         if intake.received > self.limits.max_upload_size:
                             raise PayloadTooLarge()
                         filled += n
-                    if writing is not None:
-                        # Shielded: a timeout or a shutdown must not cancel a write under
-                        # way; the handler below waits for its threads before closing.
-                        await asyncio.shield(writing)
-                        writing = None
-                    if filled:
-                        writing = asyncio.ensure_future(_write(temp, block[:filled]))
-                    if filled < _BLOCK:
+                    ring.send(block, filled)
+                    if filled < len(block):
                         break
-            if writing is not None:
-                await asyncio.shield(writing)
+            await ring.close()
             await blocking(temp.finish)
-        except BaseException:
-            if writing is not None:  # the threads may still use the file: let them finish
-                await asyncio.shield(asyncio.wait([writing]))
+        except BaseException as exc:
+            await ring.abort()  # the threads may still use the file: let them finish
             await asyncio.shield(blocking(temp.discard))
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage() from exc
             raise
         return temp
 
@@ -368,20 +359,6 @@ def _new_record(
         expires_at=expiry(created, retention.days),
         max_downloads=retention.max_downloads,
     )
-
-
-async def _write(temp: TempFile, block: memoryview) -> None:
-    """Hash in one thread while another writes: SHA-256 alone takes ~0.7 s a GB.
-
-    Returns only when both threads are done, errors or not: the file must not be
-    closed under a thread still writing to it.
-    """
-    results = await asyncio.gather(
-        blocking(temp.digest, block), blocking(temp.store, block), return_exceptions=True
-    )
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
 
 
 class Body(Protocol):

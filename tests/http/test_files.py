@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.parser
+import errno
 import hashlib
 import io
 import os
@@ -18,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from satchel.storage.local import TempFile
+from satchel.storage.ring import BLOCK_SIZE, BLOCKS
 
 from .conftest import ClientFactory
 
@@ -208,6 +210,23 @@ async def test_not_enough_space_is_507(make_client: ClientFactory, data_dir: Pat
     assert stored_files(data_dir) == []
 
 
+async def test_a_disk_that_fills_up_mid_upload_is_507(
+    make_client: ClientFactory, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_store = TempFile.store
+
+    def full_after_one_block(temp: TempFile, block: memoryview) -> None:
+        if temp.size:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_store(temp, block)
+
+    monkeypatch.setattr(TempFile, "store", full_after_one_block)
+    client = await make_client()
+    resp = await client.post("/files/", data=io.BytesIO(os.urandom(BLOCK_SIZE + 1000)))
+    assert resp.status == 507 and (await resp.json())["error"] == "insufficient_storage"
+    assert stored_files(data_dir) == [] and temp_files(data_dir) == []
+
+
 async def test_a_stalled_body_is_dropped(make_client: ClientFactory, data_dir: Path) -> None:
     client = await make_client(read_timeout=0.5)
     answer = await raw_exchange(
@@ -237,7 +256,8 @@ async def test_a_timeout_during_a_slow_write_waits_for_the_write(
     monkeypatch.setattr(TempFile, "store", slow_store)
     monkeypatch.setattr(TempFile, "discard", discard)
     client = await make_client(read_timeout=0.2)
-    resp = await client.post("/files/", data=io.BytesIO(os.urandom(5 * 2**20)))  # two blocks
+    more_than_the_ring = (BLOCKS + 2) * BLOCK_SIZE  # the reading waits for a free block
+    resp = await client.post("/files/", data=io.BytesIO(os.urandom(more_than_the_ring)))
     assert resp.status == 408
     assert events == ["stored", "discarded"]
     assert stored_files(data_dir) == [] and temp_files(data_dir) == []
