@@ -1,5 +1,5 @@
 """BlockRing with real threads: every byte through every stage in order, block memory
-reused only when both stages are done with it, errors and aborts."""
+reused only when every stage is done with it, errors and aborts."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_every_stage_sees_every_byte_in_order(size: int, count: int) -> None:
     assert all(len(seen) == SIZE for seen in first.seen[:-1])  # only the last block is short
 
 
-async def test_a_block_is_reused_only_after_the_last_stage() -> None:
+async def test_a_block_is_reused_only_once_every_stage_is_done() -> None:
     first, second = Recorder(), Recorder()
     second.gate = threading.Semaphore(0)
     ring = BlockRing([first, second], count=2, size=SIZE)
