@@ -201,8 +201,9 @@ class FileStore:
         a disk that falls behind stops the reading, so a stalled disk times out too.
         """
         temp = await blocking(create or self.storage.create)
-        ring = BlockRing([temp.digest, temp.store])
+        ring: BlockRing | None = None
         try:
+            ring = BlockRing([temp.digest, temp.store])
             async with self.intake(shaper) as intake:
                 while True:
                     block, filled = await ring.take(), 0
@@ -217,7 +218,8 @@ class FileStore:
             await ring.close()
             await blocking(temp.finish)
         except BaseException as exc:
-            await ring.abort()  # the threads may still use the file: let them finish
+            if ring is not None:  # its threads may still use the file: let them finish
+                await ring.abort()
             await asyncio.shield(blocking(temp.discard))
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage() from exc

@@ -120,3 +120,20 @@ async def test_abort_waits_for_the_block_in_hand_and_drops_the_rest() -> None:
     stage.gate.release()
     await asyncio.wait_for(aborting, 5)
     assert len(stage.seen) == 1
+
+
+async def test_no_thread_to_be_had_ends_the_ones_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def start_once(thread: threading.Thread) -> None:
+        if started:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_once)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        BlockRing([lambda block: None, lambda block: None], count=1, size=SIZE)
+    started[0].join(5)
+    assert not started[0].is_alive()

@@ -42,8 +42,12 @@ class BlockRing:
         self._closed = False
         self._skip = False  # set on abort or after a stage's error
         self.failed: BaseException | None = None
-        for inbox, work in zip(self._inboxes, stages, strict=True):
-            threading.Thread(target=self._run, args=(inbox, work), daemon=True).start()
+        try:
+            for inbox, work in zip(self._inboxes, stages, strict=True):
+                threading.Thread(target=self._run, args=(inbox, work), daemon=True).start()
+        except BaseException:  # no thread to be had: the ones started end at once
+            self._end()
+            raise
 
     async def take(self) -> memoryview:
         block = await self._free.get()
