@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import functools
 import json
 import logging
@@ -43,7 +42,7 @@ from satchel.files import (
     new_id,
     token_digest,
 )
-from satchel.storage.local import LocalStorage, TempFile, hash_file
+from satchel.storage.local import LocalStorage, TempFile, disk_full, hash_file
 from satchel.storage.ring import BlockRing
 from satchel.throttle import Shaper
 
@@ -221,7 +220,7 @@ class FileStore:
             if ring is not None:  # its threads may still use the file: let them finish
                 await ring.abort()
             await asyncio.shield(blocking(temp.discard))
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if disk_full(exc):
                 raise InsufficientStorage() from exc
             raise
         return temp

@@ -7,6 +7,7 @@
 - Bytes past the acknowledged offset (a crash mid-PATCH) are cut off before writing.
 - A PATCH cut short (the network dropped) keeps what arrived, so the client resumes
   there; with an Upload-Checksum the partial chunk cannot be verified and is dropped.
+  A full disk cuts it short too: 507, keeping what was written.
 - Finishing is idempotent: the stored file's id is chosen at creation; the bytes are
   hard-linked into the file store, its record inserted, the upload marked complete,
   and only then is the upload's own file removed.
@@ -36,7 +37,7 @@ from satchel.errors import (
 )
 from satchel.files import ID_RE, Retention, StoredFile, media_type, new_delete_token, new_id
 from satchel.filestore import FileStore
-from satchel.storage.local import fsync_dir
+from satchel.storage.local import disk_full, fsync_dir
 from satchel.throttle import Shaper
 from satchel.tus import Checksum, Upload, UploadRepo
 
@@ -256,18 +257,26 @@ class TusStore:
             await flush()
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch()
-        except (PayloadTooLarge, ChecksumMismatch, InsufficientStorage):
+        except (PayloadTooLarge, ChecksumMismatch):
             await asyncio.shield(blocking(os.ftruncate, fd, start))
             raise
-        except BaseException:
+        except BaseException as exc:
             if writing is not None:  # let the batch under way land, and count it
                 await asyncio.shield(asyncio.wait([writing]))
                 if not writing.cancelled() and writing.exception() is None:
                     written, batch = written + writing.result(), []
-            # Cut short (the network, a stall, a cancellation): keep what arrived, unless
-            # a checksum was promised for the whole chunk.
-            pending = batch if checksum is None else None
-            await asyncio.shield(self._cut_short(upload, fd, start + written, pending))
+            # Cut short (the network, a stall, a cancellation, a full disk): keep what
+            # arrived, unless a checksum was promised for the whole chunk. A full disk
+            # keeps only what is already written: the rest has no room.
+            full = isinstance(exc, InsufficientStorage) or disk_full(exc)
+            pending = None if checksum is not None else [] if full else batch
+            end = await asyncio.shield(self._cut_short(upload, fd, start + written, pending))
+            if full:
+                raise InsufficientStorage(
+                    f"The server has no room for more bytes of this upload. It keeps {end} "
+                    f"bytes: resume at Upload-Offset {end} later.",
+                    headers={"Upload-Offset": str(end)},
+                ) from exc
             raise
         end = start + written
         await asyncio.shield(self._acknowledge(upload, fd, end))
@@ -275,13 +284,14 @@ class TusStore:
 
     async def _cut_short(
         self, upload: Upload, fd: int, written_to: int, pending: list[bytes] | None
-    ) -> None:
+    ) -> int:
         """Keep the bytes of a body cut short (``pending`` ones too), or, with ``pending``
-        None (a checksum was promised), none of them."""
-        if pending is None:
-            return await self._acknowledge(upload, fd, upload.offset)
-        written_to += await blocking(_pwrite_all, fd, pending, written_to)
-        await self._acknowledge(upload, fd, written_to)
+        None (a checksum was promised), none of them; the offset acknowledged."""
+        end = upload.offset
+        if pending is not None:
+            end = written_to + await blocking(_pwrite_all, fd, pending, written_to)
+        await self._acknowledge(upload, fd, end)
+        return end
 
     async def _acknowledge(self, upload: Upload, fd: int, end: int) -> None:
         await blocking(_truncate_and_sync, fd, end)

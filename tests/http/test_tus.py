@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import hashlib
 import os
 import time
@@ -408,3 +409,60 @@ async def test_a_stall_during_a_slow_write_waits_for_the_write(
     assert await offset_of(client, url) == 0
     upload_id = url.rsplit("/", 1)[1]
     assert client.app[TUSSTORE].path(upload_id).stat().st_size == 0
+
+
+async def test_a_disk_that_fills_up_mid_patch_is_507_and_keeps_what_was_written(
+    make_app_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = tusstore._pwrite_all
+    room = [2 * 2**20]  # the disk has room for a batch or two
+
+    def pwrite(fd: int, chunks: list[bytes], offset: int) -> int:
+        if sum(map(len, chunks)) > room[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        room[0] -= sum(map(len, chunks))
+        return real_pwrite(fd, chunks, offset)
+
+    monkeypatch.setattr(tusstore, "_pwrite_all", pwrite)
+    client = await make_app_client()
+    data = os.urandom(3 * 2**20)
+    url = await create(client, len(data))
+    resp = await patch(client, url, 0, data)
+    assert resp.status == 507
+    body = await resp.json()
+    assert body["error"] == "insufficient_storage"
+    kept = int(resp.headers["Upload-Offset"])
+    assert 0 < kept <= 2 * 2**20 and f"Upload-Offset {kept}" in body["message"]
+    assert resp.headers["Tus-Resumable"] == "1.0.0"
+    assert await offset_of(client, url) == kept
+    upload_id = url.rsplit("/", 1)[1]
+    assert client.app[TUSSTORE].path(upload_id).read_bytes() == data[:kept]
+
+    room[0] = len(data)  # space was freed: the client resumes where the upload stands
+    done = await patch(client, url, kept, data[kept:])
+    assert done.status == 204
+    got = await client.get(path_of(done.headers["Satchel-Download"]))
+    assert await got.read() == data
+
+
+async def test_a_full_disk_drops_a_checksummed_chunk_whole(
+    make_app_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = tusstore._pwrite_all
+    calls = [0]
+
+    def pwrite(fd: int, chunks: list[bytes], offset: int) -> int:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        return real_pwrite(fd, chunks, offset)
+
+    monkeypatch.setattr(tusstore, "_pwrite_all", pwrite)
+    client = await make_app_client()
+    data = os.urandom(3 * 2**20)
+    url = await create(client, len(data))
+    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    resp = await patch(client, url, 0, data, **{"Upload-Checksum": f"sha256 {checksum}"})
+    assert resp.status == 507 and resp.headers["Upload-Offset"] == "0"
+    assert await offset_of(client, url) == 0
+    assert client.app[TUSSTORE].path(url.rsplit("/", 1)[1]).stat().st_size == 0

@@ -9,6 +9,7 @@ leftover temp files are removed by ``sweep_temp`` at start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -103,6 +104,11 @@ def hash_file(path: Path, chunk_size: int = 1024 * 1024) -> tuple[int, bytes, in
             crc = crc32(chunk, crc)
             size += len(chunk)
     return size, sha256.digest(), crc
+
+
+def disk_full(exc: BaseException) -> bool:
+    """The error a write gets when the filesystem (or the user's quota) has no room."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def fsync_dir(path: Path) -> None:
