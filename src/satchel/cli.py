@@ -190,10 +190,11 @@ _OPTIONS = _VALUED | {"--json", "-h", "--help"}
 
 def _dashes_kept(argv: list[str]) -> list[str]:
     """Ids and tokens are URL-safe base64, and 1 in 64 begins with "-", which argparse
-    takes for an option. For the commands that take them, such a value is joined to its
-    option ("--token=-x…") and such an id moves behind "--" (each has one positional)."""
-    if not argv or argv[0] not in ("download", "check", "delete"):
+    takes for an option. For the client commands, such a value is joined to its option
+    ("--token=-x…"), and for those that take one id, such an id moves behind "--"."""
+    if not argv or argv[0] not in ("upload", "download", "check", "delete", "archive"):
         return argv
+    takes_id = argv[0] in ("download", "check", "delete")
     out: list[str] = [argv[0]]
     ids: list[str] = []
     for at, arg in enumerate(argv[1:], start=1):
@@ -203,7 +204,7 @@ def _dashes_kept(argv: list[str]) -> list[str]:
             if out[-1] in _VALUED:
                 out[-1] = f"{out[-1]}={arg}"
                 continue
-            if _DASHED_ID.fullmatch(arg):
+            if takes_id and _DASHED_ID.fullmatch(arg):
                 ids.append(arg)
                 continue
         out.append(arg)

@@ -128,3 +128,7 @@ def test_ids_and_tokens_beginning_with_a_dash_are_values_not_options() -> None:
     assert (args.id, args.delete_token) == (dashed, dashed)
     args = _parser().parse_args(_dashes_kept(["check", "--json", "--", dashed]))
     assert args.id == dashed
+    args = _parser().parse_args(_dashes_kept(["upload", "--token", "-secret", "a.jpg", "b.jpg"]))
+    assert (args.files, args.token) == ([Path("a.jpg"), Path("b.jpg")], "-secret")
+    args = _parser().parse_args(_dashes_kept(["archive", "abc", "-o", "-abc.zip"]))
+    assert (args.hash, args.output) == ("abc", Path("-abc.zip"))
