@@ -42,7 +42,7 @@ from satchel.files import (
     new_id,
     token_digest,
 )
-from satchel.storage.local import LocalStorage, TempFile, disk_full, hash_file
+from satchel.storage.local import Digests, LocalStorage, TempFile, disk_full, hash_file
 from satchel.storage.ring import BlockRing
 from satchel.throttle import Shaper
 
@@ -163,15 +163,26 @@ class FileStore:
         name_for: str | None,
         content_type: str,
         retention: Retention,
+        digests: Digests | None = None,
     ) -> StoredFile:
         """Make a complete, fsynced file (a finished resumable upload) the stored file
-        ``file_id``. Idempotent, so a retry after a crash at any step finishes the job."""
+        ``file_id``: hashed here unless its ``digests`` were taken as it arrived.
+        Idempotent, so a retry after a crash at any step finishes the job."""
         existing = await self.repo.get(file_id)
         if existing is not None:
             return existing
-        size, sha256, crc32 = await blocking(hash_file, source)
+        if digests is None:
+            digests = await blocking(hash_file, source)
         await asyncio.shield(blocking(self.storage.link, source, file_id))
-        record = _new_record(file_id, name_for, content_type, retention, size, sha256, crc32)
+        record = _new_record(
+            file_id,
+            name_for,
+            content_type,
+            retention,
+            digests.size,
+            digests.sha256,
+            digests.crc32,
+        )
         await self._insert(record, delete_token)
         return record
 

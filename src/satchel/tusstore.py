@@ -36,14 +36,15 @@ from satchel.errors import (
     UploadNotFound,
 )
 from satchel.files import ID_RE, Retention, StoredFile, media_type, new_delete_token, new_id
-from satchel.filestore import FileStore
-from satchel.storage.local import disk_full, fsync_dir
+from satchel.filestore import Body, FileStore
+from satchel.storage.local import ALIGN, Appender, Digests, disk_full, fsync_dir
+from satchel.storage.ring import BLOCK_SIZE, BlockRing
 from satchel.throttle import Shaper
 from satchel.tus import Checksum, Upload, UploadRepo
 
 log = logging.getLogger("satchel.tus")
 
-_BATCH = 1024 * 1024
+_RUNNING_KEPT = 4096  # uploads whose running hashes a process remembers
 
 
 class TusStore:
@@ -53,6 +54,7 @@ class TusStore:
         self.root = data / "tus"
         self.root.mkdir(parents=True, exist_ok=True)
         self.expiry = expiry
+        self._digests: dict[str, Digests] = {}  # upload id -> hashes up to its offset
 
     def path(self, upload_id: str) -> Path:
         return self.root / upload_id
@@ -152,7 +154,7 @@ class TusStore:
         self,
         upload_id: str,
         offset: int,
-        chunks: AsyncIterator[bytes],
+        body: Body,
         *,
         length: int | None = None,
         checksum: Checksum | None = None,
@@ -174,7 +176,7 @@ class TusStore:
                 await self.repo.advance(upload.id, offset, length, self._expires())
                 upload = replace(upload, length=length)
             if not upload.completed:
-                end = await self._receive(upload, fd, chunks, checksum, shaper)
+                end = await self._receive(upload, fd, body, checksum, shaper)
                 upload = upload.moved(end)
                 if upload.done and not upload.partial:
                     upload = await self._finish(upload)
@@ -214,63 +216,83 @@ class TusStore:
         self,
         upload: Upload,
         fd: int,
-        chunks: AsyncIterator[bytes],
+        body: Body,
         checksum: Checksum | None,
         shaper: Shaper | None,
     ) -> int:
-        """Append the body; its end offset, fsynced and recorded."""
+        """Append the body at the upload's offset; its end offset, fsynced and recorded.
+
+        Through a :class:`BlockRing`, as a plain upload: one thread writes, with
+        O_DIRECT from the first 4 KiB boundary on; another hashes the chunk for its
+        Upload-Checksum and, where this process saw the upload's bytes from offset 0,
+        the file's SHA-256 and CRC-32, so that a finished upload is not read again.
+        """
         start = upload.offset
         room = upload.length if upload.length is not None else self.files.limits.max_upload_size
         room -= start
         await blocking(os.ftruncate, fd, start)  # drop bytes never acknowledged
-        hasher = checksum.hasher() if checksum is not None else None
-        written = 0
-        batch: list[bytes] = []
-        batched = 0
-        writing: asyncio.Future[int] | None = None  # the batch on its way to the disk
+        digests = self._running(upload)
+        chunk_hash = checksum.hasher() if checksum is not None else None
+        promised = checksum.digest if checksum is not None else None
 
-        async def flush() -> None:
-            nonlocal writing, written, batch, batched
-            writing = asyncio.ensure_future(blocking(_pwrite_all, fd, batch, start + written))
-            # Shielded: a stall or a shutdown must not leave a thread writing to a
-            # descriptor that is about to be truncated and closed (see the handler below).
-            written += await asyncio.shield(writing)
-            writing, batch, batched = None, [], 0
+        def hash_block(block: memoryview) -> None:
+            if digests is not None:
+                digests.update(block)
+            if chunk_hash is not None:
+                chunk_hash.update(block)
 
+        appender = await blocking(Appender, self.path(upload.id), fd, start)
+        stages = [appender.write]
+        if digests is not None or chunk_hash is not None:
+            stages.append(hash_block)
+        ring: BlockRing | None = None
+        block: memoryview | None = None  # taken from the ring, not yet sent
+        filled = 0
         try:
+            ring = BlockRing(stages)
             async with self.files.intake(shaper) as intake:
-                async for chunk in chunks:
-                    await intake.took(len(chunk))
-                    if intake.received > room:
-                        raise PayloadTooLarge(
-                            f"The chunk goes past Upload-Length ({upload.length}); "
-                            "it was discarded."
-                            if upload.length is not None
-                            else "The upload is larger than this server accepts."
-                        )
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    batch.append(chunk)
-                    batched += len(chunk)
-                    if batched >= _BATCH:
-                        await flush()
-            await flush()
-            if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
+                size = -start % ALIGN or BLOCK_SIZE  # then every block starts aligned
+                while True:
+                    block, filled = await ring.take(), 0
+                    while filled < size and (n := await body.read_into(block[filled:size])):
+                        await intake.took(n)
+                        if intake.received > room:
+                            raise PayloadTooLarge(
+                                f"The chunk goes past Upload-Length ({upload.length}); "
+                                "it was discarded."
+                                if upload.length is not None
+                                else "The upload is larger than this server accepts."
+                            )
+                        filled += n
+                    ring.send(block, filled)
+                    block = None
+                    if filled < size:
+                        break
+                    size = BLOCK_SIZE
+            await ring.close()
+            if chunk_hash is not None and chunk_hash.digest() != promised:
                 raise ChecksumMismatch()
         except (PayloadTooLarge, ChecksumMismatch):
+            if ring is not None:
+                await ring.abort()
             await asyncio.shield(blocking(os.ftruncate, fd, start))
             raise
         except BaseException as exc:
-            if writing is not None:  # let the batch under way land, and count it
-                await asyncio.shield(asyncio.wait([writing]))
-                if not writing.cancelled() and writing.exception() is None:
-                    written, batch = written + writing.result(), []
             # Cut short (the network, a stall, a cancellation, a full disk): keep what
             # arrived, unless a checksum was promised for the whole chunk. A full disk
-            # keeps only what is already written: the rest has no room.
+            # keeps what is already written: the rest has no room.
             full = isinstance(exc, InsufficientStorage) or disk_full(exc)
-            pending = None if checksum is not None else [] if full else batch
-            end = await asyncio.shield(self._cut_short(upload, fd, start + written, pending))
+            keep_all = checksum is None and not full
+            if ring is not None:
+                if keep_all and block is not None:
+                    ring.send(block, filled)
+                try:
+                    await (ring.close() if keep_all else ring.abort())
+                except Exception as late:  # a write failed while the rest went out
+                    full = full or disk_full(late)
+            end = start if checksum is not None else start + appender.written
+            await asyncio.shield(self._acknowledge(upload, fd, end))
+            self._keep_running(upload, digests, end)
             if full:
                 raise InsufficientStorage(
                     f"The server has no room for more bytes of this upload. It keeps {end} "
@@ -278,20 +300,31 @@ class TusStore:
                     headers={"Upload-Offset": str(end)},
                 ) from exc
             raise
-        end = start + written
+        finally:
+            appender.close()
+        end = start + appender.written
         await asyncio.shield(self._acknowledge(upload, fd, end))
+        self._keep_running(upload, digests, end)
         return end
 
-    async def _cut_short(
-        self, upload: Upload, fd: int, written_to: int, pending: list[bytes] | None
-    ) -> int:
-        """Keep the bytes of a body cut short (``pending`` ones too), or, with ``pending``
-        None (a checksum was promised), none of them; the offset acknowledged."""
-        end = upload.offset
-        if pending is not None:
-            end = written_to + await blocking(_pwrite_all, fd, pending, written_to)
-        await self._acknowledge(upload, fd, end)
-        return end
+    def _running(self, upload: Upload) -> Digests | None:
+        """The hashes of the upload's bytes up to its offset, if this process has them
+        (it took every byte so far); a partial upload's bytes are hashed once joined."""
+        if upload.partial:
+            return None
+        if upload.offset == 0:
+            return Digests()
+        digests = self._digests.pop(upload.id, None)
+        return digests if digests is not None and digests.size == upload.offset else None
+
+    def _keep_running(self, upload: Upload, digests: Digests | None, end: int) -> None:
+        """Remember the hashes for the next PATCH, where they cover exactly the bytes up
+        to the acknowledged ``end``. Acknowledged bytes never change, so they stay true."""
+        if digests is None or digests.size != end:
+            return
+        if len(self._digests) >= _RUNNING_KEPT:
+            del self._digests[next(iter(self._digests))]  # the oldest
+        self._digests[upload.id] = digests
 
     async def _acknowledge(self, upload: Upload, fd: int, end: int) -> None:
         await blocking(_truncate_and_sync, fd, end)
@@ -300,6 +333,7 @@ class TusStore:
 
     async def _finish(self, upload: Upload) -> Upload:
         """Make the complete bytes the stored file; idempotent."""
+        digests = self._digests.pop(upload.id, None)
         await self.files.adopt(
             self.path(upload.id),
             file_id=upload.file_id,
@@ -307,6 +341,7 @@ class TusStore:
             name_for=upload.filename,
             content_type=media_type(upload.filetype),
             retention=Retention(upload.max_downloads, upload.max_days),
+            digests=digests if digests is not None and digests.size == upload.length else None,
         )
         await self.repo.complete(upload.id)
         await blocking(self.path(upload.id).unlink, missing_ok=True)
@@ -352,17 +387,6 @@ def _copy_into(fd: int, sources: list[Path]) -> None:
                 copied += n
             offset += size
     os.fsync(fd)
-
-
-def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> int:
-    written = 0
-    for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            n = os.pwrite(fd, view, offset + written)
-            view = view[n:]
-            written += n
-    return written
 
 
 def _truncate_and_sync(fd: int, end: int) -> None:

@@ -6,8 +6,10 @@ import asyncio
 import base64
 import errno
 import hashlib
+import itertools
 import os
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -16,8 +18,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from satchel import tusstore
-from satchel.http.keys import TUSSTORE
+from satchel import filestore, tusstore
+from satchel.http.keys import FILESTORE, TUSSTORE
+from satchel.storage.local import Appender, Digests
+from satchel.storage.ring import BLOCK_SIZE, BLOCKS
 
 from .conftest import ClientFactory
 
@@ -382,30 +386,31 @@ async def test_a_final_upload_needs_finished_partial_parts(make_app_client: Clie
 async def test_a_stall_during_a_slow_write_waits_for_the_write(
     make_app_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The read timeout strikes while a batch is still being written: the cut-short path
-    (here: drop everything, a checksum was promised) runs only after the thread is done."""
+    """The read timeout strikes while a block is still being written (the ring is full,
+    so reading waits for the disk): the cut-short path (here: drop everything, a checksum
+    was promised) runs only after the writing thread is done."""
     events: list[str] = []
-    real_pwrite, real_truncate = tusstore._pwrite_all, tusstore._truncate_and_sync
+    real_write, real_truncate = Appender.write, tusstore._truncate_and_sync
 
-    def slow_pwrite(fd: int, chunks: list[bytes], offset: int) -> int:
+    def slow_write(appender: Appender, block: memoryview) -> None:
         time.sleep(0.6)  # a disk that stalls for longer than the read timeout
-        written = real_pwrite(fd, chunks, offset)
+        real_write(appender, block)
         events.append("written")
-        return written
 
     def truncate(fd: int, end: int) -> None:
         events.append(f"truncated to {end}")
         real_truncate(fd, end)
 
-    monkeypatch.setattr(tusstore, "_pwrite_all", slow_pwrite)
+    monkeypatch.setattr(Appender, "write", slow_write)
     monkeypatch.setattr(tusstore, "_truncate_and_sync", truncate)
     client = await make_app_client(read_timeout=0.2)
-    url = await create(client, 3 * 2**20)
-    data = os.urandom(3 * 2**19)  # more than one batch
+    data = os.urandom((BLOCKS + 2) * BLOCK_SIZE)  # more than the ring holds
+    url = await create(client, len(data))
     checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
     resp = await patch(client, url, 0, data, **{"Upload-Checksum": f"sha256 {checksum}"})
     assert resp.status == 408
-    assert events == ["written", "truncated to 0"]
+    assert events[0] == "written" and events[-1] == "truncated to 0"
+    assert events.count("truncated to 0") == 1
     assert await offset_of(client, url) == 0
     upload_id = url.rsplit("/", 1)[1]
     assert client.app[TUSSTORE].path(upload_id).stat().st_size == 0
@@ -414,32 +419,32 @@ async def test_a_stall_during_a_slow_write_waits_for_the_write(
 async def test_a_disk_that_fills_up_mid_patch_is_507_and_keeps_what_was_written(
     make_app_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_pwrite = tusstore._pwrite_all
-    room = [2 * 2**20]  # the disk has room for a batch or two
+    real_write = Appender.write
+    room = [BLOCK_SIZE]  # the disk has room for one more block
 
-    def pwrite(fd: int, chunks: list[bytes], offset: int) -> int:
-        if sum(map(len, chunks)) > room[0]:
+    def write(appender: Appender, block: memoryview) -> None:
+        if len(block) > room[0]:
             raise OSError(errno.ENOSPC, "No space left on device")
-        room[0] -= sum(map(len, chunks))
-        return real_pwrite(fd, chunks, offset)
+        room[0] -= len(block)
+        real_write(appender, block)
 
-    monkeypatch.setattr(tusstore, "_pwrite_all", pwrite)
+    monkeypatch.setattr(Appender, "write", write)
     client = await make_app_client()
-    data = os.urandom(3 * 2**20)
+    data = os.urandom(3 * BLOCK_SIZE)
     url = await create(client, len(data))
     resp = await patch(client, url, 0, data)
     assert resp.status == 507
     body = await resp.json()
     assert body["error"] == "insufficient_storage"
-    kept = int(resp.headers["Upload-Offset"])
-    assert 0 < kept <= 2 * 2**20 and f"Upload-Offset {kept}" in body["message"]
+    assert resp.headers["Upload-Offset"] == str(BLOCK_SIZE)
+    assert f"Upload-Offset {BLOCK_SIZE}" in body["message"]
     assert resp.headers["Tus-Resumable"] == "1.0.0"
-    assert await offset_of(client, url) == kept
+    assert await offset_of(client, url) == BLOCK_SIZE
     upload_id = url.rsplit("/", 1)[1]
-    assert client.app[TUSSTORE].path(upload_id).read_bytes() == data[:kept]
+    assert client.app[TUSSTORE].path(upload_id).read_bytes() == data[:BLOCK_SIZE]
 
     room[0] = len(data)  # space was freed: the client resumes where the upload stands
-    done = await patch(client, url, kept, data[kept:])
+    done = await patch(client, url, BLOCK_SIZE, data[BLOCK_SIZE:])
     assert done.status == 204
     got = await client.get(path_of(done.headers["Satchel-Download"]))
     assert await got.read() == data
@@ -448,21 +453,56 @@ async def test_a_disk_that_fills_up_mid_patch_is_507_and_keeps_what_was_written(
 async def test_a_full_disk_drops_a_checksummed_chunk_whole(
     make_app_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_pwrite = tusstore._pwrite_all
+    real_write = Appender.write
     calls = [0]
 
-    def pwrite(fd: int, chunks: list[bytes], offset: int) -> int:
+    def write(appender: Appender, block: memoryview) -> None:
         calls[0] += 1
         if calls[0] > 1:
             raise OSError(errno.EDQUOT, "Disk quota exceeded")
-        return real_pwrite(fd, chunks, offset)
+        real_write(appender, block)
 
-    monkeypatch.setattr(tusstore, "_pwrite_all", pwrite)
+    monkeypatch.setattr(Appender, "write", write)
     client = await make_app_client()
-    data = os.urandom(3 * 2**20)
+    data = os.urandom(3 * BLOCK_SIZE)
     url = await create(client, len(data))
     checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
     resp = await patch(client, url, 0, data, **{"Upload-Checksum": f"sha256 {checksum}"})
     assert resp.status == 507 and resp.headers["Upload-Offset"] == "0"
     assert await offset_of(client, url) == 0
     assert client.app[TUSSTORE].path(url.rsplit("/", 1)[1]).stat().st_size == 0
+
+
+@pytest.mark.parametrize("remembered", [True, False], ids=["hashed-on-the-way", "re-read"])
+async def test_large_chunks_at_any_offset_store_the_exact_bytes_and_hashes(
+    make_app_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, remembered: bool
+) -> None:
+    """A small chunk through aiohttp, then large ones off the socket, the second starting
+    at an offset no 4 KiB boundary. The process that took every byte hands the hashes it
+    took on the way to the stored file; one that did not (another worker, a restart)
+    reads the finished bytes again. Either way the record is right."""
+    reads: list[Path] = []
+    real_hash_file = filestore.hash_file
+
+    def hash_file(path: Path) -> Digests:
+        reads.append(path)
+        return real_hash_file(path)
+
+    monkeypatch.setattr(filestore, "hash_file", hash_file)
+    client = await make_app_client()
+    data = os.urandom(2 * BLOCK_SIZE + 5_000_123)
+    cuts = [0, 300_001, 300_001 + BLOCK_SIZE + 12_345, len(data)]
+    url = await create(client, len(data))
+    for start, end in itertools.pairwise(cuts):
+        if not remembered:
+            client.app[TUSSTORE]._digests.clear()  # as if another process took the rest
+        resp = await patch(client, url, start, data[start:end])
+        assert resp.status == 204, await resp.text()
+        assert resp.headers["Upload-Offset"] == str(end)
+    got = await client.get(path_of(resp.headers["Satchel-Download"]))
+    assert await got.read() == data
+    record = await client.app[FILESTORE].repo.get(resp.headers["Satchel-File-Id"])
+    assert record is not None
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    assert record.crc32 == zlib.crc32(data)
+    assert len(reads) == (0 if remembered else 1)

@@ -21,7 +21,7 @@ from satchel.errors import (
     UnsupportedMediaType,
 )
 from satchel.files import links
-from satchel.http.body import body_chunks
+from satchel.http.body import close_if_taken, request_body
 from satchel.http.files import authorize_upload, base_url, retention_for, send_continue
 from satchel.http.keys import SETTINGS, TUSSTORE
 from satchel.http.limits import upload_shaping
@@ -122,7 +122,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         await send_continue(request)
         upload = await _append(request, upload.id, 0, None, checksum)
     headers = {"Location": f"{base_url(request)}/tus/{upload.id}", **await _state(request, upload)}
-    return web.Response(status=201, headers=headers)
+    return close_if_taken(request, web.Response(status=201, headers=headers))
 
 
 async def _final(
@@ -175,7 +175,7 @@ async def patch(request: web.Request) -> web.StreamResponse:
         raise Forbidden("A final upload is assembled from its parts: PATCH the partial uploads.")
     await send_continue(request)
     upload = await _append(request, upload.id, offset, length, checksum)
-    return web.Response(status=204, headers=await _state(request, upload))
+    return close_if_taken(request, web.Response(status=204, headers=await _state(request, upload)))
 
 
 async def _append(
@@ -185,14 +185,9 @@ async def _append(
     length: int | None,
     checksum: Checksum | None,
 ) -> Upload:
-    with upload_shaping(request) as shaper:
+    with upload_shaping(request) as shaper, request_body(request, shaper) as body:
         return await request.app[TUSSTORE].append(
-            upload_id,
-            offset,
-            body_chunks(request),
-            length=length,
-            checksum=checksum,
-            shaper=shaper,
+            upload_id, offset, body, length=length, checksum=checksum, shaper=shaper
         )
 
 

@@ -24,7 +24,25 @@ from isal.isal_zlib import crc32
 log = logging.getLogger("satchel.storage")
 
 
-_ALIGN = 4096  # O_DIRECT wants buffers, sizes and offsets aligned to the block size
+ALIGN = 4096  # O_DIRECT wants buffers, sizes and offsets aligned to the block size
+
+
+class Digests:
+    """SHA-256 and CRC-32 of the bytes so far, and how many there were."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.crc32 = 0
+        self._sha256 = hashlib.sha256()
+
+    def update(self, block: memoryview | bytes) -> None:
+        self._sha256.update(block)
+        self.crc32 = crc32(block, self.crc32)
+        self.size += len(block)
+
+    @property
+    def sha256(self) -> bytes:
+        return self._sha256.digest()
 
 
 class TempFile:
@@ -42,8 +60,7 @@ class TempFile:
         self.path = directory / f"{secrets.token_hex(16)}.part"
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         self.size = 0
-        self.crc32 = 0
-        self._sha256 = hashlib.sha256()
+        self._digests = Digests()
         try:  # set after creating: a failed O_DIRECT open could leave the file behind
             fcntl.fcntl(self._fd, fcntl.F_SETFL, os.O_WRONLY | os.O_DIRECT)
             self._direct = True
@@ -52,16 +69,15 @@ class TempFile:
 
     def digest(self, block: memoryview) -> None:
         """Hash a block (may run in one thread while ``store`` runs in another)."""
-        self._sha256.update(block)
-        self.crc32 = crc32(block, self.crc32)
+        self._digests.update(block)
 
     def store(self, block: memoryview) -> None:
         """Write a block out."""
-        if self.size % _ALIGN:
+        if self.size % ALIGN:
             raise ValueError("only the last block may be shorter than a multiple of 4 KiB")
         self.size += len(block)
         if self._direct:
-            aligned = len(block) - len(block) % _ALIGN
+            aligned = len(block) - len(block) % ALIGN
             self._write_out(block[:aligned])
             if aligned == len(block):
                 return
@@ -79,7 +95,11 @@ class TempFile:
 
     @property
     def sha256(self) -> bytes:
-        return self._sha256.digest()
+        return self._digests.sha256
+
+    @property
+    def crc32(self) -> int:
+        return self._digests.crc32
 
     def finish(self) -> None:
         """Flush to stable storage and close."""
@@ -95,15 +115,49 @@ class TempFile:
         self.path.unlink(missing_ok=True)
 
 
-def hash_file(path: Path, chunk_size: int = 1024 * 1024) -> tuple[int, bytes, int]:
-    """(size, SHA-256, CRC-32) of a file's bytes."""
-    sha256, crc, size = hashlib.sha256(), 0, 0
+class Appender:
+    """Writes blocks one after another into an open file, from ``offset`` on.
+
+    A block that starts at a 4 KiB boundary, in page-aligned memory, goes out with
+    O_DIRECT where the filesystem allows it, all but its unaligned tail; the rest
+    through the page cache. The caller fsyncs. ``written``: bytes written so far.
+    """
+
+    def __init__(self, path: Path, fd: int, offset: int) -> None:
+        self._fd = fd
+        self._offset = offset
+        self.written = 0
+        try:
+            self._direct: int | None = os.open(path, os.O_WRONLY | os.O_DIRECT)
+        except OSError:  # no direct I/O here
+            self._direct = None
+
+    def write(self, block: memoryview) -> None:
+        if self._direct is not None and (self._offset + self.written) % ALIGN == 0:
+            aligned = len(block) - len(block) % ALIGN
+            self._pwrite(self._direct, block[:aligned])
+            block = block[aligned:]
+        self._pwrite(self._fd, block)
+
+    def _pwrite(self, fd: int, view: memoryview) -> None:
+        while view:
+            n = os.pwrite(fd, view, self._offset + self.written)
+            self.written += n
+            view = view[n:]
+
+    def close(self) -> None:
+        if self._direct is not None:
+            os.close(self._direct)
+            self._direct = None
+
+
+def hash_file(path: Path, chunk_size: int = 1024 * 1024) -> Digests:
+    """The SHA-256 and CRC-32 of a file's bytes."""
+    digests = Digests()
     with path.open("rb", buffering=0) as f:
         while chunk := f.read(chunk_size):
-            sha256.update(chunk)
-            crc = crc32(chunk, crc)
-            size += len(chunk)
-    return size, sha256.digest(), crc
+            digests.update(chunk)
+    return digests
 
 
 def disk_full(exc: BaseException) -> bool:
