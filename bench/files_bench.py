@@ -72,6 +72,42 @@ def upload(server: Server, path: Path) -> tuple[Run, str]:
     return run, stored["id"]
 
 
+def upload_tus(server: Server, path: Path) -> tuple[Run, str]:
+    """The same upload as one tus PATCH (curl -T), after a POST /tus/ that creates it;
+    timed from the PATCH's start to its 204, which is sent once the file is stored."""
+    size = path.stat().st_size
+    tus = ["-H", "Tus-Resumable: 1.0.0"]
+    created = subprocess.run(
+        ["curl", "-sS", "-D", "-", "-o", "/dev/null", "-X", "POST", *tus,
+         "-H", f"Upload-Length: {size}", f"http://127.0.0.1:{server.port}/tus/"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    warm_cache([path])
+    with usage(server) as used:
+        out = subprocess.run(
+            ["curl", "-sS", "-D", "-", "-o", "/dev/null", "-X", "PATCH", "-T", str(path), *tus,
+             "-H", "Content-Type: application/offset+octet-stream", "-H", "Upload-Offset: 0",
+             "-w", "\n%{http_code} %{size_upload} %{time_total} %{time_starttransfer}",
+             header(created, "Location")],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    headers, stats = out.rsplit("\n", 1)
+    status, sent, total, ttfb = stats.split()
+    if status != "204":
+        raise RuntimeError(f"tus PATCH failed: HTTP {status}")
+    file_id = header(headers, "Satchel-File-Id")
+    run = Run("satchel upload, tus PATCH, curl -T", int(sent), float(total), float(ttfb),
+              used.cpu, used.peak_rss)  # fmt: skip
+    return run, file_id
+
+
+def header(head: str, name: str) -> str:
+    found = re.search(rf"^{name}: *(\S+)", head, re.MULTILINE | re.IGNORECASE)
+    if found is None:
+        raise RuntimeError(f"no {name} header in {head!r}")
+    return found.group(1)
+
+
 def upload_sendfile(server: Server, path: Path) -> tuple[Run, str]:
     """The same upload from a client that costs almost no CPU: the kernel sends the file
     (sendfile). curl reads and sends every byte itself, about 0.5 CPU-s a GiB, on the
@@ -131,6 +167,9 @@ def main() -> None:
             try:
                 for _ in range(args.rounds):
                     run, file_id = upload_sendfile(satchel, blob)
+                    runs.append(run)
+                    (Path(data) / "files" / file_id[:2] / file_id).unlink()
+                    run, file_id = upload_tus(satchel, blob)
                     runs.append(run)
                     (Path(data) / "files" / file_id[:2] / file_id).unlink()
                     run, file_id = upload(satchel, blob)
