@@ -152,7 +152,7 @@ class TusStore:
 
     async def append(
         self,
-        upload_id: str,
+        upload: Upload,
         offset: int,
         body: Body,
         *,
@@ -160,11 +160,12 @@ class TusStore:
         checksum: Checksum | None = None,
         shaper: Shaper | None = None,
     ) -> Upload:
-        """Write one PATCH body at ``offset``; the upload as acknowledged afterwards."""
-        upload = _at(await self.get(upload_id), offset)  # 409 rather than 423 when both
+        """Write one PATCH body at ``offset`` into ``upload`` (as the caller looked it up);
+        the upload as acknowledged afterwards."""
+        _at(upload, offset)  # 409 rather than 423 when both
         async with self._held(upload) as fd:
             # another process may have moved the upload before we held it
-            upload = _at(await self.get(upload_id), offset)
+            upload = _at(await self.get(upload.id), offset)
             if length is not None and length != upload.length:
                 if upload.length is not None:
                     raise BadRequest("Upload-Length cannot change once it is set.")
@@ -355,12 +356,14 @@ class TusStore:
         async with self._held(upload):
             await self.repo.delete(upload.id)
             await blocking(self.path(upload.id).unlink, missing_ok=True)
+            self._digests.pop(upload.id, None)
 
     async def purge(self) -> int:
         """Remove expired uploads, finished or not (a finished one's file lives on)."""
         ids = await self.repo.expired(datetime.now(UTC))
         for upload_id in ids:
             await blocking(self.path(upload_id).unlink, missing_ok=True)
+            self._digests.pop(upload_id, None)
         if ids:
             log.info("Removed %d expired resumable uploads", len(ids))
         return len(ids)

@@ -120,7 +120,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     )
     if request.body_exists:
         await send_continue(request)
-        upload = await _append(request, upload.id, 0, None, checksum)
+        upload = await _append(request, upload, 0, None, checksum)
     headers = {"Location": f"{base_url(request)}/tus/{upload.id}", **await _state(request, upload)}
     return close_if_taken(request, web.Response(status=201, headers=headers))
 
@@ -174,20 +174,20 @@ async def patch(request: web.Request) -> web.StreamResponse:
     if upload.final:
         raise Forbidden("A final upload is assembled from its parts: PATCH the partial uploads.")
     await send_continue(request)
-    upload = await _append(request, upload.id, offset, length, checksum)
+    upload = await _append(request, upload, offset, length, checksum)
     return close_if_taken(request, web.Response(status=204, headers=await _state(request, upload)))
 
 
 async def _append(
     request: web.Request,
-    upload_id: str,
+    upload: Upload,
     offset: int,
     length: int | None,
     checksum: Checksum | None,
 ) -> Upload:
     with upload_shaping(request) as shaper, request_body(request, shaper) as body:
         return await request.app[TUSSTORE].append(
-            upload_id, offset, body, length=length, checksum=checksum, shaper=shaper
+            upload, offset, body, length=length, checksum=checksum, shaper=shaper
         )
 
 
