@@ -162,7 +162,7 @@ class TusStore:
     ) -> Upload:
         """Write one PATCH body at ``offset`` into ``upload`` (as the caller looked it up);
         the upload as acknowledged afterwards."""
-        _at(upload, offset)  # 409 rather than 423 when both
+        self.admit(upload, offset, None)  # 409 rather than 423 when both
         async with self._held(upload) as fd:
             # another process may have moved the upload before we held it
             upload = _at(await self.get(upload.id), offset)
@@ -182,6 +182,16 @@ class TusStore:
                 if upload.done and not upload.partial:
                     upload = await self._finish(upload)
         return upload
+
+    def admit(self, upload: Upload, offset: int, size: int | None) -> None:
+        """409 for a PATCH at the wrong offset, then 413 for one whose declared ``size``
+        goes past the upload's length: before the body is read."""
+        _at(upload, offset)
+        if size is not None and upload.length is not None and offset + size > upload.length:
+            raise PayloadTooLarge(
+                f"The chunk has {size} bytes, but the upload ends {upload.length - offset} "
+                f"bytes after Upload-Offset {offset}."
+            )
 
     async def settle(self, upload: Upload) -> Upload:
         """Finish an upload whose bytes are all in but which is not yet a stored file

@@ -506,3 +506,28 @@ async def test_large_chunks_at_any_offset_store_the_exact_bytes_and_hashes(
     assert record.sha256 == hashlib.sha256(data).hexdigest()
     assert record.crc32 == zlib.crc32(data)
     assert len(reads) == (0 if remembered else 1)
+
+
+async def test_a_chunk_declared_too_long_or_misplaced_is_refused_before_100_continue(
+    make_app_client: ClientFactory,
+) -> None:
+    client = await make_app_client()
+    url = await create(client, 10)
+
+    async def answer(offset: int, length: int) -> bytes:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            f"PATCH {url} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+            "Content-Type: application/offset+octet-stream\r\n"
+            f"Upload-Offset: {offset}\r\nContent-Length: {length}\r\n"
+            "Expect: 100-continue\r\n\r\n".encode()
+        )
+        try:
+            return await asyncio.wait_for(reader.read(65536), 10)
+        finally:
+            writer.close()
+
+    assert (await answer(0, 11)).startswith(b"HTTP/1.1 413")  # no 100 Continue came first
+    assert (await answer(3, 5)).startswith(b"HTTP/1.1 409")  # the upload is at 0
+    assert (await answer(0, 10)).startswith(b"HTTP/1.1 100 Continue")
+    assert await offset_of(client, url) == 0

@@ -170,9 +170,11 @@ async def patch(request: web.Request) -> web.StreamResponse:
         raise BadRequest("A PATCH needs Upload-Offset: the offset its bytes start at.")
     length = parse_number("Upload-Length", request.headers.get("Upload-Length"))
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-    upload = await request.app[TUSSTORE].get(request.match_info["id"])  # 404 before 100
+    store = request.app[TUSSTORE]
+    upload = await store.get(request.match_info["id"])  # 404, 409, 413 before 100
     if upload.final:
         raise Forbidden("A final upload is assembled from its parts: PATCH the partial uploads.")
+    store.admit(upload, offset, request.content_length)
     await send_continue(request)
     upload = await _append(request, upload, offset, length, checksum)
     return close_if_taken(request, web.Response(status=204, headers=await _state(request, upload)))
