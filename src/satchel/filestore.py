@@ -216,6 +216,7 @@ class FileStore:
             ring = BlockRing([temp.digest, temp.store])
             async with self.intake(shaper) as intake:
                 while True:
+                    await body.ready()  # then take a block: see BlockRing
                     block, filled = await ring.take(), 0
                     while filled < len(block) and (n := await body.read_into(block[filled:])):
                         await intake.took(n)
@@ -376,6 +377,10 @@ def _new_record(
 class Body(Protocol):
     """A request body, read into the caller's memory."""
 
+    async def ready(self) -> None:
+        """Wait until there are bytes to read, or the body has ended."""
+        ...
+
     async def read_into(self, view: memoryview) -> int:
         """Fill the start of ``view``: how many bytes, 0 at the end of the body."""
         ...
@@ -388,12 +393,12 @@ class ChunkBody:
         self._chunks = chunks
         self._left = memoryview(b"")
 
-    async def read_into(self, view: memoryview) -> int:
+    async def ready(self) -> None:
         if not self._left:
-            chunk = await anext(self._chunks, b"")
-            if not chunk:
-                return 0
-            self._left = memoryview(chunk)
+            self._left = memoryview(await anext(self._chunks, b""))
+
+    async def read_into(self, view: memoryview) -> int:
+        await self.ready()
         n = min(len(view), len(self._left))
         view[:n] = self._left[:n]
         self._left = self._left[n:]

@@ -264,6 +264,7 @@ class TusStore:
             async with self.files.intake(shaper) as intake:
                 size = -start % ALIGN or BLOCK_SIZE  # then every block starts aligned
                 while True:
+                    await body.ready()  # then take a block: see BlockRing
                     block, filled = await ring.take(), 0
                     while filled < size and (n := await body.read_into(block[filled:size])):
                         await intake.took(n)

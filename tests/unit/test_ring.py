@@ -137,3 +137,37 @@ async def test_no_thread_to_be_had_ends_the_ones_started(monkeypatch: pytest.Mon
         BlockRing([lambda block: None, lambda block: None], count=1, size=SIZE)
     started[0].join(5)
     assert not started[0].is_alive()
+
+
+async def test_a_filler_slower_than_the_stages_needs_one_block() -> None:
+    """Memory follows the client's speed: a caller that takes its next block only once
+    the client's next bytes are there (as FileStore.receive does) finds the block it
+    sent last free again, and the ring never makes a second."""
+    ring = BlockRing([Recorder(), Recorder()], count=4, size=SIZE)
+    memory = set()
+    for _ in range(6):
+        block = await ring.take()
+        memory.add(id(block.obj))
+        ring.send(block, SIZE)
+        await asyncio.sleep(0.05)  # a slow client: the stages are done long before
+    await ring.close()
+    assert len(memory) == 1
+
+
+async def test_a_filler_faster_than_the_stages_gets_up_to_count_blocks() -> None:
+    stage = Recorder()
+    stage.gate = threading.Semaphore(0)
+    ring = BlockRing([stage], count=3, size=SIZE)
+    taken = [await ring.take() for _ in range(3)]  # none comes free: each one is new
+    assert len({id(block.obj) for block in taken}) == 3
+    for block in taken:
+        ring.send(block, SIZE)
+    fourth = asyncio.ensure_future(ring.take())
+    await asyncio.sleep(0.05)
+    assert not fourth.done()  # three is the most
+    stage.gate.release()
+    assert (await asyncio.wait_for(fourth, 5)).obj is taken[0].obj
+    for _ in range(3):
+        stage.gate.release()
+    ring.send(taken[0], 0)
+    await ring.close()

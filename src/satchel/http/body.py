@@ -93,6 +93,10 @@ class SocketBody:
         left = length - sum(map(len, pending))
         return cls(socket.socket(fileno=os.dup(sock.fileno())), pending, left)
 
+    async def ready(self) -> None:
+        if not self._pending and self._left:
+            await self._readable(self._left)
+
     async def read_into(self, view: memoryview) -> int:
         if self._pending:
             n = min(len(view), len(self._pending))
