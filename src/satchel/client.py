@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.policy import default as email_policy
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlparse
 
 import aiohttp
@@ -82,10 +82,17 @@ def _emit(opts: Options, payload: object, human: str) -> None:
 
 
 async def _read_chunks(
-    path: Path, chunk_size: int, advance: Callable[[int], object]
+    path: Path, chunk_size: int, advance: Callable[[int], object], sha256: hashlib._Hash
 ) -> AsyncIterator[bytes]:
+    """The file's bytes, hashed as they are read (in the reading thread)."""
+
+    def read(f: BinaryIO) -> bytes:
+        chunk = f.read(chunk_size)
+        sha256.update(chunk)
+        return chunk
+
     with path.open("rb") as f:
-        while chunk := await asyncio.to_thread(f.read, chunk_size):
+        while chunk := await asyncio.to_thread(read, f):
             advance(len(chunk))
             yield chunk
 
@@ -109,19 +116,22 @@ async def upload(
                     headers["Max-Downloads"] = str(max_downloads)
                 if max_days is not None:
                     headers["Max-Days"] = str(max_days)
+                sent = hashlib.sha256()
                 body = _read_chunks(
-                    path, opts.chunk_size, functools.partial(progress.advance, task)
+                    path, opts.chunk_size, functools.partial(progress.advance, task), sent
                 )
                 async with session.post(
                     f"{opts.server}/files/", data=body, headers=headers
                 ) as resp:
                     if resp.status != 201:
                         raise await _refused(resp)
-                    results.append(await resp.json())
+                    stored = await resp.json()
+                await _verify_upload(session, opts, path, stored, sent.hexdigest())
+                results.append(stored)
     for r in results:
         links = r["links"]
         human = (
-            f"{r['name']}  {r['size']} bytes  sha256 {r['sha256']}\n"
+            f"{r['name']}  {r['size']} bytes  sha256 {r['sha256']} (verified)\n"
             f"  download: {links['download']}\n  check:    {links['check']}\n"
             f"  delete:   {links['delete']}\n  expires:  {r['expires_at']}"
         )
@@ -130,6 +140,23 @@ async def upload(
     if opts.json:
         print(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
     return OK
+
+
+async def _verify_upload(
+    session: aiohttp.ClientSession, opts: Options, path: Path, stored: Any, sent: str
+) -> None:
+    """The server's SHA-256 of what it stored must be the one of the bytes sent; if not,
+    the stored copy is deleted and the upload fails with exit code 3."""
+    if stored["sha256"] == sent:
+        stored["verified"] = True
+        return
+    async with session.delete(stored["links"]["delete"], headers=opts.auth()) as resp:
+        removed = "it was deleted" if resp.status == 204 else f"deleting it got {resp.status}"
+    raise ClientError(
+        f"{path.name}: the server stored bytes with SHA-256 {stored['sha256']}, but the file "
+        f"sent has {sent}; {removed}.",
+        INTEGRITY,
+    )
 
 
 # -- download (files and archives), resuming -------------------------------------------

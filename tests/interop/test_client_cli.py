@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from tests.conftest import LiveServer, free_port
 from tests.helpers import make_folder
@@ -105,3 +109,62 @@ def test_curl_upload_file_idiom(live_server: LiveServer, tmp_path: Path) -> None
     ).stdout  # fmt: skip
     stored = json.loads(out)
     assert stored["name"] == "photo 1.jpg" and stored["size"] == 200_000
+
+
+class FlippingProxy:
+    """A TCP proxy in front of the server that flips one bit of the first connection's
+    upload stream, ``at`` bytes in: corruption the server cannot see, since it hashes
+    what it receives."""
+
+    def __init__(self, upstream: str, at: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._target = urlparse(upstream)
+        self._flip: int | None = at
+        self._sockets = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self) -> FlippingProxy:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # the listener is closed
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection((self._target.hostname, self._target.port))
+                self._sockets += [client, server]
+                flip, self._flip = self._flip, None
+                for args in ((client, server, flip), (server, client, None)):
+                    threading.Thread(target=self._pump, args=args, daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, flip: int | None) -> None:
+        seen = 0
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if flip is not None and seen <= flip < seen + len(data):
+                    data = bytearray(data)
+                    data[flip - seen] ^= 0x01
+                seen += len(data)
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_an_upload_the_server_did_not_get_intact_is_deleted_and_exit_3(
+    live_server: LiveServer, data_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(3_000_000))
+    with FlippingProxy(live_server.url, at=1_000_000) as proxy:
+        bad = satchel(proxy.url, "upload", str(source), cwd=tmp_path)
+    assert bad.returncode == 3, bad.stderr
+    said = " ".join(bad.stderr.split())  # as wrapped for the terminal
+    assert "SHA-256" in said and "it was deleted" in said
+    assert [p for p in (data_dir / "files").rglob("*") if p.is_file()] == []
+
+    good = satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path)
+    assert good.returncode == 0 and json.loads(good.stdout)["verified"] is True
