@@ -134,6 +134,12 @@ def _client_commands(commands: Any) -> None:
     up.add_argument("--max-downloads", type=int)
     up.add_argument("--max-days", type=int)
     up.add_argument("--token", help="upload token (default $SATCHEL_TOKEN)")
+    up.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        help="network failures in a row to resume after (5); a rerun resumes too",
+    )
     common(up)
     down = commands.add_parser("download", help="download a file by URL or id, resuming")
     down.add_argument("target", metavar="URL|ID")
@@ -168,7 +174,9 @@ def _run_client(args: argparse.Namespace) -> int:
             if missing:
                 print(f"satchel: not a file: {', '.join(missing)}", file=sys.stderr)
                 return 2
-            return client.run(client.upload(opts, args.files, args.max_downloads, args.max_days))
+            return client.run(
+                client.upload(opts, args.files, args.max_downloads, args.max_days, args.retries)
+            )
         case "download":
             url = client.file_url(opts, args.target)
             return client.run(client.fetch(opts, url, args.output))

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from email.policy import default as email_policy
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote, urlparse
+from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 from rich.console import Console
@@ -53,6 +54,14 @@ class Options:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
+def _session() -> aiohttp.ClientSession:
+    """No limit on a whole transfer (aiohttp's default stops any after 5 minutes); a
+    peer that sends nothing for 5 minutes is given up on."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    )
+
+
 def _progress(opts: Options) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -78,55 +87,79 @@ def _emit(opts: Options, payload: object, human: str) -> None:
     print(json.dumps(payload, ensure_ascii=False) if opts.json else human)
 
 
-# -- upload ----------------------------------------------------------------------------
+# -- upload: tus, resumable -----------------------------------------------------------
+
+_TUS = {"Tus-Resumable": "1.0.0"}
+_NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
-async def _read_chunks(
-    path: Path, chunk_size: int, advance: Callable[[int], object], sha256: hashlib._Hash
-) -> AsyncIterator[bytes]:
-    """The file's bytes, hashed as they are read (in the reading thread)."""
+class _Retry(Exception):
+    """The upload is not where the client thought (409, gone, not complete): ask where
+    it stands."""
 
-    def read(f: BinaryIO) -> bytes:
-        chunk = f.read(chunk_size)
-        sha256.update(chunk)
-        return chunk
 
-    with path.open("rb") as f:
-        while chunk := await asyncio.to_thread(read, f):
-            advance(len(chunk))
-            yield chunk
+class _Locked(Exception):
+    """An earlier PATCH still holds the upload on the server (423): until the server
+    notices that its connection is gone, at the latest after its read timeout."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"locked; retry in {delay:g} s")
+        self.delay = delay
+
+
+_LOCK_PATIENCE = 180.0  # seconds; the server's read timeout is 60 s by default
+
+
+class _Journal:
+    """Unfinished uploads, by server, file, size and mtime, to their tus URL: a rerun of
+    the same command resumes them. Kept in $XDG_CACHE_HOME/satchel/uploads.json."""
+
+    def __init__(self) -> None:
+        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        self.path = Path(cache) / "satchel" / "uploads.json"
+
+    def get(self, key: str) -> str | None:
+        return self._load().get(key)
+
+    def put(self, key: str, url: str | None) -> None:
+        """Remember ``url`` for ``key``, or forget the key; a journal that cannot be
+        written only costs the resuming."""
+        entries = self._load()
+        if url is None:
+            entries.pop(key, None)
+        else:
+            entries[key] = url
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temp = self.path.with_name(f".uploads.{os.getpid()}.json")
+            temp.write_text(json.dumps(entries, indent=1))
+            os.replace(temp, self.path)
+
+    def _load(self) -> dict[str, str]:
+        try:
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
 
 
 async def upload(
-    opts: Options, paths: list[Path], max_downloads: int | None, max_days: int | None
+    opts: Options,
+    paths: list[Path],
+    max_downloads: int | None,
+    max_days: int | None,
+    retries: int = 5,
 ) -> int:
+    kept = {"Max-Downloads": max_downloads, "Max-Days": max_days}
+    retention = {name: str(value) for name, value in kept.items() if value is not None}
+    journal = _Journal()
     results = []
-    async with aiohttp.ClientSession() as session:
+    async with _session() as session:
         with _progress(opts) as progress:
             for path in paths:
-                size = path.stat().st_size
-                task = progress.add_task(path.name, total=size)
-                headers = {
-                    **opts.auth(),
-                    "Content-Length": str(size),
-                    "Content-Disposition": f"attachment; filename*=UTF-8''{quote(path.name)}",
-                    "Content-Type": "application/octet-stream",
-                }
-                if max_downloads is not None:
-                    headers["Max-Downloads"] = str(max_downloads)
-                if max_days is not None:
-                    headers["Max-Days"] = str(max_days)
-                sent = hashlib.sha256()
-                body = _read_chunks(
-                    path, opts.chunk_size, functools.partial(progress.advance, task), sent
+                stored = await _upload_one(
+                    session, opts, progress, journal, path, retention, retries
                 )
-                async with session.post(
-                    f"{opts.server}/files/", data=body, headers=headers
-                ) as resp:
-                    if resp.status != 201:
-                        raise await _refused(resp)
-                    stored = await resp.json()
-                await _verify_upload(session, opts, path, stored, sent.hexdigest())
                 results.append(stored)
     for r in results:
         links = r["links"]
@@ -140,6 +173,167 @@ async def upload(
     if opts.json:
         print(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
     return OK
+
+
+async def _upload_one(
+    session: aiohttp.ClientSession,
+    opts: Options,
+    progress: Progress,
+    journal: _Journal,
+    path: Path,
+    retention: dict[str, str],
+    retries: int,
+) -> Any:
+    """One file through tus: created, or found in the journal and resumed; sent from
+    where the server stands, again after each network failure (``retries`` in a row,
+    waiting 0.5, 1, 2, 4, 8 s). The stored file is then checked against its SHA-256."""
+    stat = path.stat()
+    key = f"{opts.server} {path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+    url = journal.get(key)
+    task = progress.add_task(path.name, total=stat.st_size)
+    failures, locked = 0, 0.0
+    while True:
+        try:
+            if url is None:
+                url = await _create(session, opts, path, stat.st_size, retention)
+                journal.put(key, url)
+            state = await _state(session, opts, url)
+            if state is None:  # expired or removed meanwhile: start again
+                url = None
+                raise _Retry("the server no longer has the upload")
+            offset, finished = state
+            progress.update(task, completed=offset)
+            sha256 = await asyncio.to_thread(_hash_prefix, path, offset)
+            if finished is None:
+                advance = functools.partial(progress.advance, task)
+                finished = await _patch(session, opts, url, path, offset, sha256, advance)
+            break
+        except _Locked as exc:
+            locked += exc.delay
+            if locked > _LOCK_PATIENCE:
+                raise ClientError(
+                    f"{path.name}: an earlier attempt still holds the upload on the server; "
+                    "run the command again later to resume it.",
+                    REFUSED,
+                ) from exc
+            await asyncio.sleep(exc.delay)
+        except (*_NETWORK_ERRORS, _Retry) as exc:
+            failures += 1
+            if failures > retries:
+                if isinstance(exc, _Retry):
+                    raise ClientError(f"{path.name}: {exc}", REFUSED) from exc
+                raise
+            await asyncio.sleep(min(2 ** (failures - 2), 8))
+    stored = await _stored(session, finished)
+    journal.put(key, None)
+    await _verify_upload(session, opts, path, stored, sha256.hexdigest())
+    return stored
+
+
+async def _create(
+    session: aiohttp.ClientSession, opts: Options, path: Path, size: int, retention: dict[str, str]
+) -> str:
+    name = base64.b64encode(path.name.encode()).decode()
+    headers = {
+        **_TUS,
+        **opts.auth(),
+        **retention,
+        "Upload-Length": str(size),
+        "Upload-Metadata": f"filename {name}",
+    }
+    async with session.post(f"{opts.server}/tus/", headers=headers) as resp:
+        if resp.status != 201:
+            raise await _refused(resp)
+        return resp.headers["Location"]
+
+
+async def _state(
+    session: aiohttp.ClientSession, opts: Options, url: str
+) -> tuple[int, Mapping[str, str] | None] | None:
+    """Where the upload stands, and its answer's headers once it is a stored file; None
+    when the server no longer has it."""
+    async with session.head(url, headers={**_TUS, **opts.auth()}) as resp:
+        if resp.status in (404, 410):
+            return None
+        if resp.status != 200:
+            raise await _refused(resp)
+        offset = int(resp.headers["Upload-Offset"])
+        return offset, resp.headers if "Satchel-File-Id" in resp.headers else None
+
+
+async def _patch(
+    session: aiohttp.ClientSession,
+    opts: Options,
+    url: str,
+    path: Path,
+    offset: int,
+    sha256: hashlib._Hash,
+    advance: Callable[[int], object],
+) -> Mapping[str, str]:
+    """The rest of the file from ``offset`` in one PATCH; the headers of the answer."""
+    size = path.stat().st_size
+    headers = {
+        **_TUS,
+        **opts.auth(),
+        "Content-Type": "application/offset+octet-stream",
+        "Upload-Offset": str(offset),
+        "Content-Length": str(size - offset),
+    }
+    body = _read_chunks(path, offset, opts.chunk_size, advance, sha256)
+    async with session.patch(url, data=body, headers=headers) as resp:
+        if resp.status == 423:
+            raise _Locked(float(resp.headers.get("Retry-After", "1")))
+        if resp.status == 409:
+            raise _Retry("the server has a different offset for the upload")
+        if resp.status != 204:
+            raise await _refused(resp)
+        if "Satchel-File-Id" not in resp.headers:
+            raise _Retry("the upload is not complete yet")
+        return resp.headers
+
+
+async def _stored(session: aiohttp.ClientSession, finished: Mapping[str, str]) -> Any:
+    """The stored file as a plain upload describes it: /check's JSON, and the delete
+    link and token that only the upload's answers carry."""
+    async with session.get(finished["Satchel-Check"]) as resp:
+        if resp.status != 200:
+            raise await _refused(resp)
+        stored = await resp.json()
+    delete = finished["Satchel-Delete"]
+    stored["links"]["delete"] = delete
+    stored["delete_token"] = parse_qs(urlparse(delete).query)["token"][0]
+    return stored
+
+
+def _hash_prefix(path: Path, length: int) -> hashlib._Hash:
+    """SHA-256 of the file's first ``length`` bytes: what an earlier attempt sent."""
+    sha256 = hashlib.sha256()
+    with path.open("rb") as f:
+        while length and (chunk := f.read(min(length, 1 << 20))):
+            sha256.update(chunk)
+            length -= len(chunk)
+    return sha256
+
+
+async def _read_chunks(
+    path: Path,
+    start: int,
+    chunk_size: int,
+    advance: Callable[[int], object],
+    sha256: hashlib._Hash,
+) -> AsyncIterator[bytes]:
+    """The file's bytes from ``start``, hashed as they are read (in the reading thread)."""
+
+    def read(f: BinaryIO) -> bytes:
+        chunk = f.read(chunk_size)
+        sha256.update(chunk)
+        return chunk
+
+    with path.open("rb") as f:
+        f.seek(start)
+        while chunk := await asyncio.to_thread(read, f):
+            advance(len(chunk))
+            yield chunk
 
 
 async def _verify_upload(
@@ -172,7 +366,7 @@ def _filename(disposition: str | None) -> str | None:
 
 async def fetch(opts: Options, url: str, output: Path | None, *, verify_zip: bool = False) -> int:
     """Download ``url`` to ``output``, resuming a partial file with Range + If-Range."""
-    async with aiohttp.ClientSession() as session:
+    async with _session() as session:
         async with session.head(url) as head:
             if head.status != 200:
                 raise await _refused(head)
@@ -247,7 +441,7 @@ def file_url(opts: Options, url_or_id: str) -> str:
 
 async def check(opts: Options, file_id: str) -> int:
     url = f"{opts.server}/check/{file_id}"
-    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+    async with _session() as session, session.get(url) as resp:
         if resp.status != 200:
             raise await _refused(resp)
         body = await resp.json()
@@ -264,7 +458,7 @@ async def check(opts: Options, file_id: str) -> int:
 async def delete(opts: Options, file_id: str, token: str) -> int:
     headers = {**opts.auth(), "X-Delete-Token": token}
     url = f"{opts.server}/files/{file_id}/"
-    async with aiohttp.ClientSession() as session, session.delete(url, headers=headers) as resp:
+    async with _session() as session, session.delete(url, headers=headers) as resp:
         if resp.status != 204:
             raise await _refused(resp)
     _emit(opts, {"deleted": file_id}, f"deleted {file_id}")

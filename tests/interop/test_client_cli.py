@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,9 +20,11 @@ from tests.helpers import make_folder
 
 
 def satchel(server: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The client as a user runs it, its journal of unfinished uploads under ``cwd``."""
     return subprocess.run(
         [sys.executable, "-m", "satchel", *args, "--server", server],
         capture_output=True, text=True, cwd=cwd, timeout=60,
+        env={**os.environ, "XDG_CACHE_HOME": str(cwd / "cache")},
     )  # fmt: skip
 
 
@@ -111,45 +115,64 @@ def test_curl_upload_file_idiom(live_server: LiveServer, tmp_path: Path) -> None
     assert stored["name"] == "photo 1.jpg" and stored["size"] == 200_000
 
 
-class FlippingProxy:
-    """A TCP proxy in front of the server that flips one bit of the first connection's
-    upload stream, ``at`` bytes in: corruption the server cannot see, since it hashes
-    what it receives."""
+class Proxy:
+    """A TCP proxy in front of the server that spoils what a client sends ``at`` bytes
+    into a connection (only an upload's goes that far): ``flip`` one bit of it, which
+    the server cannot see, since it hashes what it receives; or ``cut`` the connection
+    there, the first ``cuts`` times. ``sent``: the bytes it passed on to the server."""
 
-    def __init__(self, upstream: str, at: int) -> None:
+    def __init__(self, upstream: str, at: int, *, flip: bool = False, cuts: int = 0) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self._target = urlparse(upstream)
-        self._flip: int | None = at
+        self._at, self._flip, self._cuts = at, flip, cuts
         self._sockets = [self.listener]
+        self.sent = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def __enter__(self) -> FlippingProxy:
+    def __enter__(self) -> Proxy:
         return self
 
     def __exit__(self, *_: object) -> None:
         for sock in self._sockets:
+            with contextlib.suppress(OSError):  # wakes a thread blocked on it
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):  # the listener is closed
             while True:
                 client, _ = self.listener.accept()
+                self._sockets.append(client)
                 server = socket.create_connection((self._target.hostname, self._target.port))
-                self._sockets += [client, server]
-                flip, self._flip = self._flip, None
-                for args in ((client, server, flip), (server, client, None)):
-                    threading.Thread(target=self._pump, args=args, daemon=True).start()
+                self._sockets.append(server)
+                threading.Thread(target=self._upstream, args=(client, server), daemon=True).start()
+                threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, flip: int | None) -> None:
+    def _upstream(self, client: socket.socket, server: socket.socket) -> None:
         seen = 0
         with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if flip is not None and seen <= flip < seen + len(data):
-                    data = bytearray(data)
-                    data[flip - seen] ^= 0x01
+            while data := client.recv(65536):
+                if seen <= self._at < seen + len(data):
+                    if self._cuts:
+                        self._cuts -= 1
+                        server.sendall(data[: self._at - seen])
+                        self.sent += self._at - seen
+                        for sock in (client, server):  # the network drops: both ends see it
+                            sock.shutdown(socket.SHUT_RDWR)
+                        return
+                    if self._flip:
+                        data = bytearray(data)
+                        data[self._at - seen] ^= 0x01
                 seen += len(data)
+                self.sent += len(data)
+                server.sendall(data)
+            server.shutdown(socket.SHUT_WR)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
 
@@ -159,7 +182,7 @@ def test_an_upload_the_server_did_not_get_intact_is_deleted_and_exit_3(
 ) -> None:
     source = tmp_path / "data.bin"
     source.write_bytes(os.urandom(3_000_000))
-    with FlippingProxy(live_server.url, at=1_000_000) as proxy:
+    with Proxy(live_server.url, at=1_000_000, flip=True) as proxy:
         bad = satchel(proxy.url, "upload", str(source), cwd=tmp_path)
     assert bad.returncode == 3, bad.stderr
     said = " ".join(bad.stderr.split())  # as wrapped for the terminal
@@ -168,3 +191,52 @@ def test_an_upload_the_server_did_not_get_intact_is_deleted_and_exit_3(
 
     good = satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path)
     assert good.returncode == 0 and json.loads(good.stdout)["verified"] is True
+
+
+def test_an_upload_cut_off_resumes_where_the_server_stands(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(3_000_000))
+    with Proxy(live_server.url, at=2_000_000, cuts=2) as proxy:
+        up = satchel(proxy.url, "upload", str(source), "--json", cwd=tmp_path)
+        sent = proxy.sent
+    assert up.returncode == 0, up.stderr
+    stored = json.loads(up.stdout)
+    assert stored["verified"] is True and stored["size"] == 3_000_000
+    # cut twice at 2 MB into a connection, resumed each time: 3 MB and some headers went
+    # through, not the 7 MB that starting again would take
+    assert 3_000_000 < sent < 3_100_000
+    got = satchel(live_server.url, "download", stored["id"], "-o", "copy.bin", cwd=tmp_path)
+    assert got.returncode == 0 and (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
+    assert json.loads((tmp_path / "cache" / "satchel" / "uploads.json").read_text()) == {}
+
+
+def test_a_rerun_resumes_an_upload_the_network_gave_up_on(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(3_000_000))
+    with Proxy(live_server.url, at=2_000_000, cuts=1) as proxy:
+        first = satchel(proxy.url, "upload", str(source), "--retries", "0", cwd=tmp_path)
+        assert first.returncode == 4, first.stderr  # a network failure, given up on
+        journal = json.loads((tmp_path / "cache" / "satchel" / "uploads.json").read_text())
+        [upload_url] = journal.values()
+        head = urllib.request.Request(upload_url, method="HEAD", headers={"Tus-Resumable": "1.0.0"})
+        kept = 0
+        for _ in range(50):  # the server keeps what arrived once it sees the connection end
+            with urllib.request.urlopen(head) as answer:
+                kept = int(answer.headers["Upload-Offset"])
+            if kept:
+                break
+            time.sleep(0.1)
+        assert 1_000_000 < kept <= 2_000_000
+
+        before = proxy.sent
+        again = satchel(proxy.url, "upload", str(source), "--json", cwd=tmp_path)  # the same
+        assert again.returncode == 0, again.stderr
+        assert proxy.sent - before < 3_000_000 - kept + 10_000  # only the rest went
+        stored = json.loads(again.stdout)
+        assert stored["verified"] is True
+        with urllib.request.urlopen(head) as answer:  # the upload resumed became the file
+            assert answer.headers["Satchel-File-Id"] == stored["id"]
