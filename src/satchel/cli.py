@@ -129,22 +129,26 @@ def _client_commands(commands: Any) -> None:
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         parser.add_argument("--chunk-size", type=int, default=1024 * 1024)
 
+    def resumes(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--retries",
+            type=int,
+            default=5,
+            help="network failures in a row to resume after (5); a rerun resumes too",
+        )
+
     up = commands.add_parser("upload", help="upload files; prints their links")
     up.add_argument("files", nargs="+", type=Path)
     up.add_argument("--max-downloads", type=int)
     up.add_argument("--max-days", type=int)
     up.add_argument("--token", help="upload token (default $SATCHEL_TOKEN)")
-    up.add_argument(
-        "--retries",
-        type=int,
-        default=5,
-        help="network failures in a row to resume after (5); a rerun resumes too",
-    )
     common(up)
+    resumes(up)
     down = commands.add_parser("download", help="download a file by URL or id, resuming")
     down.add_argument("target", metavar="URL|ID")
     down.add_argument("-o", "--output", type=Path)
     common(down)
+    resumes(down)
     chk = commands.add_parser("check", help="a stored file's status")
     chk.add_argument("id")
     common(chk)
@@ -157,6 +161,7 @@ def _client_commands(commands: Any) -> None:
     arc.add_argument("hash")
     arc.add_argument("-o", "--output", type=Path)
     common(arc)
+    resumes(arc)
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -179,7 +184,7 @@ def _run_client(args: argparse.Namespace) -> int:
             )
         case "download":
             url = client.file_url(opts, args.target)
-            return client.run(client.fetch(opts, url, args.output))
+            return client.run(client.fetch(opts, url, args.output, retries=args.retries))
         case "check":
             return client.run(client.check(opts, args.id))
         case "delete":
@@ -187,7 +192,9 @@ def _run_client(args: argparse.Namespace) -> int:
         case _:
             url = f"{opts.server}/archive/{args.hash}/"
             output = args.output or Path(f"{args.hash}.zip")
-            return client.run(client.fetch(opts, url, output, verify_zip=True))
+            return client.run(
+                client.fetch(opts, url, output, verify_zip=True, retries=args.retries)
+            )
 
 
 _DASHED_ID = re.compile(r"-[A-Za-z0-9_-]{21}")

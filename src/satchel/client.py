@@ -364,39 +364,25 @@ def _filename(disposition: str | None) -> str | None:
     return Path(str(name)).name if name else None
 
 
-async def fetch(opts: Options, url: str, output: Path | None, *, verify_zip: bool = False) -> int:
-    """Download ``url`` to ``output``, resuming a partial file with Range + If-Range."""
+async def fetch(
+    opts: Options, url: str, output: Path | None, *, verify_zip: bool = False, retries: int = 5
+) -> int:
+    """Download ``url`` to ``output``, resuming a partial file with Range + If-Range, and
+    again after each network failure (``retries`` in a row, waiting 0.5, 1, 2, 4, 8 s)."""
     async with _session() as session:
-        async with session.head(url) as head:
-            if head.status != 200:
-                raise await _refused(head)
-            total = int(head.headers["Content-Length"])
-            etag = head.headers.get("ETag")
-            target = output or Path(
-                _filename(head.headers.get("Content-Disposition")) or "download"
-            )
-        have = target.stat().st_size if target.exists() else 0
-        if have > total:
-            have = 0  # not a prefix of this representation
-        headers = {"Range": f"bytes={have}-", "If-Range": etag} if have and etag else {}
-        if have == total and etag:
-            headers = {}  # complete already: fetch nothing, verify below
         with _progress(opts) as progress:
-            task = progress.add_task(target.name, total=total, completed=have)
-            if have < total or not etag:
-                async with session.get(url, headers=headers) as resp:
-                    if resp.status not in (200, 206):
-                        raise await _refused(resp)
-                    mode = "ab" if resp.status == 206 else "wb"
-                    with target.open(mode) as out:
-                        if resp.status == 200:
-                            progress.update(task, completed=0)
-                        async for chunk in resp.content.iter_chunked(opts.chunk_size):
-                            await asyncio.to_thread(out.write, chunk)
-                            progress.advance(task, len(chunk))
-                    digest_header = resp.headers.get("Repr-Digest")
-            else:
-                digest_header = head.headers.get("Repr-Digest")
+            failures = 0
+            while True:
+                try:
+                    target, total, digest_header = await _fetch_rest(
+                        session, opts, url, output, progress
+                    )
+                    break
+                except _NETWORK_ERRORS:
+                    failures += 1
+                    if failures > retries:
+                        raise
+                    await asyncio.sleep(min(2 ** (failures - 2), 8))
     if target.stat().st_size != total:
         raise ClientError(f"{target}: got {target.stat().st_size} of {total} bytes", NETWORK)
     await asyncio.to_thread(_verify, target, digest_header, verify_zip)
@@ -406,6 +392,44 @@ async def fetch(opts: Options, url: str, output: Path | None, *, verify_zip: boo
         f"{target}  {total} bytes  " + ("verified" if digest_header or verify_zip else "saved"),
     )
     return OK
+
+
+async def _fetch_rest(
+    session: aiohttp.ClientSession,
+    opts: Options,
+    url: str,
+    output: Path | None,
+    progress: Progress,
+) -> tuple[Path, int, str | None]:
+    """Whatever the local file lacks: (the file, the full size, the Repr-Digest)."""
+    async with session.head(url) as head:
+        if head.status != 200:
+            raise await _refused(head)
+        total = int(head.headers["Content-Length"])
+        etag = head.headers.get("ETag")
+        target = output or Path(_filename(head.headers.get("Content-Disposition")) or "download")
+    have = target.stat().st_size if target.exists() else 0
+    if have > total:
+        have = 0  # not a prefix of this representation
+    if progress.tasks:
+        task = progress.tasks[0].id
+        progress.update(task, completed=have)
+    else:
+        task = progress.add_task(target.name, total=total, completed=have)
+    if have == total and etag:  # complete already: fetch nothing, verify
+        return target, total, head.headers.get("Repr-Digest")
+    headers = {"Range": f"bytes={have}-", "If-Range": etag} if have and etag else {}
+    async with session.get(url, headers=headers) as resp:
+        if resp.status not in (200, 206):
+            raise await _refused(resp)
+        mode = "ab" if resp.status == 206 else "wb"
+        with target.open(mode) as out:
+            if resp.status == 200:
+                progress.update(task, completed=0)
+            async for chunk in resp.content.iter_chunked(opts.chunk_size):
+                await asyncio.to_thread(out.write, chunk)
+                progress.advance(task, len(chunk))
+        return target, total, resp.headers.get("Repr-Digest")
 
 
 def _verify(target: Path, repr_digest: str | None, verify_zip: bool) -> None:

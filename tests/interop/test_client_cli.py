@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -116,18 +117,24 @@ def test_curl_upload_file_idiom(live_server: LiveServer, tmp_path: Path) -> None
 
 
 class Proxy:
-    """A TCP proxy in front of the server that spoils what a client sends ``at`` bytes
-    into a connection (only an upload's goes that far): ``flip`` one bit of it, which
-    the server cannot see, since it hashes what it receives; or ``cut`` the connection
-    there, the first ``cuts`` times. ``sent``: the bytes it passed on to the server."""
+    """A TCP proxy in front of the server that spoils a connection ``at`` bytes into what
+    the client sends (or, ``down``, what it receives; only an upload or a download goes
+    that far): ``flip`` one bit there, which the server cannot see, since it hashes what
+    it receives; or ``cut`` the connection there, the first ``cuts`` times. ``sent``:
+    the bytes it passed on in the spoiled direction; ``asked``: what clients sent, when
+    that is not the spoiled direction."""
 
-    def __init__(self, upstream: str, at: int, *, flip: bool = False, cuts: int = 0) -> None:
+    def __init__(
+        self, upstream: str, at: int, *, flip: bool = False, cuts: int = 0, down: bool = False
+    ) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self._target = urlparse(upstream)
-        self._at, self._flip, self._cuts = at, flip, cuts
+        self._at, self._flip, self._cuts, self._down = at, flip, cuts, down
         self._sockets = [self.listener]
+        self._clients: set[socket.socket] = set()
         self.sent = 0
+        self.asked = bytearray()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def __enter__(self) -> Proxy:
@@ -144,35 +151,34 @@ class Proxy:
             while True:
                 client, _ = self.listener.accept()
                 self._sockets.append(client)
+                self._clients.add(client)
                 server = socket.create_connection((self._target.hostname, self._target.port))
                 self._sockets.append(server)
-                threading.Thread(target=self._upstream, args=(client, server), daemon=True).start()
-                threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+                for source, sink, spoil in ((client, server, not self._down),
+                                            (server, client, self._down)):  # fmt: skip
+                    args = (source, sink, spoil)
+                    threading.Thread(target=self._relay, args=args, daemon=True).start()
 
-    def _upstream(self, client: socket.socket, server: socket.socket) -> None:
+    def _relay(self, source: socket.socket, sink: socket.socket, spoil: bool) -> None:
         seen = 0
         with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                if seen <= self._at < seen + len(data):
+            while data := source.recv(65536):
+                if spoil and seen <= self._at < seen + len(data):
                     if self._cuts:
                         self._cuts -= 1
-                        server.sendall(data[: self._at - seen])
+                        sink.sendall(data[: self._at - seen])
                         self.sent += self._at - seen
-                        for sock in (client, server):  # the network drops: both ends see it
+                        for sock in (source, sink):  # the network drops: both ends see it
                             sock.shutdown(socket.SHUT_RDWR)
                         return
                     if self._flip:
                         data = bytearray(data)
                         data[self._at - seen] ^= 0x01
                 seen += len(data)
-                self.sent += len(data)
-                server.sendall(data)
-            server.shutdown(socket.SHUT_WR)
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
+                if spoil:
+                    self.sent += len(data)
+                elif source in self._clients:
+                    self.asked += data
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
 
@@ -240,3 +246,24 @@ def test_a_rerun_resumes_an_upload_the_network_gave_up_on(
         assert stored["verified"] is True
         with urllib.request.urlopen(head) as answer:  # the upload resumed became the file
             assert answer.headers["Satchel-File-Id"] == stored["id"]
+
+
+def test_a_download_cut_off_resumes_with_range(live_server: LiveServer, tmp_path: Path) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(3_000_000))
+    stored = json.loads(
+        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
+    )
+    with Proxy(live_server.url, at=1_500_000, cuts=2, down=True) as proxy:
+        got = satchel(
+            proxy.url, "download", stored["id"], "-o", "copy.bin", "--json",
+            "--chunk-size", "65536", cwd=tmp_path,
+        )  # fmt: skip
+        asked = proxy.asked.decode("latin-1")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["verified"] is True
+    assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
+    # cut twice, resumed twice where the file had got to, each time only if unchanged
+    starts = [int(n) for n in re.findall(r"Range: bytes=(\d+)-", asked, re.IGNORECASE)]
+    assert len(starts) == 2 and 0 < starts[0] < starts[1] < 3_000_000, asked
+    assert asked.lower().count("if-range: ") == 2
