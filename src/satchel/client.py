@@ -185,13 +185,14 @@ async def _upload_one(
     retries: int,
 ) -> Any:
     """One file through tus: created, or found in the journal and resumed; sent from
-    where the server stands, again after each network failure (``retries`` in a row,
-    waiting 0.5, 1, 2, 4, 8 s). The stored file is then checked against its SHA-256."""
+    where the server stands, again after each network failure (``retries`` in a row
+    without progress, waiting 0.5, 1, 2, 4, 8 s). The stored file is then checked
+    against its SHA-256."""
     stat = path.stat()
     key = f"{opts.server} {path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
     url = journal.get(key)
     task = progress.add_task(path.name, total=stat.st_size)
-    failures, locked = 0, 0.0
+    failures, locked, reached = 0, 0.0, 0
     while True:
         try:
             if url is None:
@@ -202,6 +203,8 @@ async def _upload_one(
                 url = None
                 raise _Retry("the server no longer has the upload")
             offset, finished = state
+            if offset > reached:  # the last attempt got somewhere
+                failures, reached = 0, offset
             progress.update(task, completed=offset)
             sha256 = await asyncio.to_thread(_hash_prefix, path, offset)
             if finished is None:
@@ -368,10 +371,11 @@ async def fetch(
     opts: Options, url: str, output: Path | None, *, verify_zip: bool = False, retries: int = 5
 ) -> int:
     """Download ``url`` to ``output``, resuming a partial file with Range + If-Range, and
-    again after each network failure (``retries`` in a row, waiting 0.5, 1, 2, 4, 8 s)."""
+    again after each network failure (``retries`` in a row without progress, waiting
+    0.5, 1, 2, 4, 8 s)."""
     async with _session() as session:
         with _progress(opts) as progress:
-            failures = 0
+            failures, reached = 0, 0
             while True:
                 try:
                     target, total, digest_header = await _fetch_rest(
@@ -379,6 +383,9 @@ async def fetch(
                     )
                     break
                 except _NETWORK_ERRORS:
+                    got = int(progress.tasks[0].completed) if progress.tasks else 0
+                    if got > reached:  # the last attempt got somewhere
+                        failures, reached = 0, got
                     failures += 1
                     if failures > retries:
                         raise

@@ -267,3 +267,16 @@ def test_a_download_cut_off_resumes_with_range(live_server: LiveServer, tmp_path
     starts = [int(n) for n in re.findall(r"Range: bytes=(\d+)-", asked, re.IGNORECASE)]
     assert len(starts) == 2 and 0 < starts[0] < starts[1] < 3_000_000, asked
     assert asked.lower().count("if-range: ") == 2
+
+
+def test_retries_count_failures_in_a_row_without_progress(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A line that drops every 1.5 MB still gets a 10 MB file through with --retries 1,
+    since every attempt gets further than the last."""
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(10_000_000))
+    with Proxy(live_server.url, at=1_500_000, cuts=100) as proxy:
+        up = satchel(proxy.url, "upload", str(source), "--retries", "1", "--json", cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["verified"] is True
