@@ -203,6 +203,10 @@ async def _upload_one(
                 url = None
                 raise _Retry("the server no longer has the upload")
             offset, finished = state
+            if offset == stat.st_size and finished is None:
+                # complete, but its stored file is gone (deleted, expired): a new upload
+                url = None
+                continue
             if offset > reached:  # the last attempt got somewhere
                 failures, reached = 0, offset
             progress.update(task, completed=offset)

@@ -280,3 +280,39 @@ def test_retries_count_failures_in_a_row_without_progress(
         up = satchel(proxy.url, "upload", str(source), "--retries", "1", "--json", cwd=tmp_path)
     assert up.returncode == 0, up.stderr
     assert json.loads(up.stdout)["verified"] is True
+
+
+def test_a_journalled_upload_whose_file_is_gone_starts_again(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A run that finished the upload but died before it forgot it, and the stored file
+    deleted since: the rerun does not keep pointing at the dead upload."""
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(50_000))
+    tus = {"Tus-Resumable": "1.0.0"}
+    create = urllib.request.Request(
+        f"{live_server.url}/tus/", method="POST", headers={**tus, "Upload-Length": "50000"}
+    )
+    with urllib.request.urlopen(create) as answer:
+        upload_url = answer.headers["Location"]
+    send = urllib.request.Request(
+        upload_url,
+        method="PATCH",
+        data=source.read_bytes(),
+        headers={**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    )
+    with urllib.request.urlopen(send) as answer:
+        old_id, delete = answer.headers["Satchel-File-Id"], answer.headers["Satchel-Delete"]
+    with urllib.request.urlopen(urllib.request.Request(delete, method="DELETE")) as answer:
+        assert answer.status == 204
+    stat = source.stat()
+    journal = tmp_path / "cache" / "satchel" / "uploads.json"
+    journal.parent.mkdir(parents=True)
+    key = f"{live_server.url} {source.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+    journal.write_text(json.dumps({key: upload_url}))
+
+    up = satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    stored = json.loads(up.stdout)
+    assert stored["id"] != old_id and stored["verified"] is True
+    assert json.loads(journal.read_text()) == {}
