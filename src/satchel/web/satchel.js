@@ -3,7 +3,10 @@
 "use strict";
 
 const TUS = { "Tus-Resumable": "1.0.0" };
-const CHUNK = 4 * 1024 * 1024; // bytes a PATCH; a dropped connection loses at most these
+// Bytes a PATCH: each new PATCH is where the page notices that it went offline (a request
+// under way is not always cut), and it stays under proxies' body limits. A PATCH cut
+// short loses nothing: the server keeps what arrived.
+const CHUNK = 4 * 1024 * 1024;
 const RETRY_MS = [1000, 2000, 4000, 8000, 15000]; // then every 15 s, or at once when online
 
 const $ = (selector) => document.querySelector(selector);
