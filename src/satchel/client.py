@@ -110,6 +110,29 @@ class _Locked(Exception):
 _LOCK_PATIENCE = 180.0  # seconds; the server's read timeout is 60 s by default
 
 
+class _Attempts:
+    """How a transfer retries: ``retries`` network failures in a row without progress,
+    waiting 0.5, 1, 2, 4, 8 s before the next attempt."""
+
+    def __init__(self, retries: int) -> None:
+        self._retries = retries
+        self._failures = 0
+        self._reached = 0
+
+    def reached(self, position: int) -> None:
+        """Where the transfer stands; further than ever before, the count starts again."""
+        if position > self._reached:
+            self._failures, self._reached = 0, position
+
+    async def retry(self) -> bool:
+        """Count a failure: False when no retry is left, else True after the wait."""
+        self._failures += 1
+        if self._failures > self._retries:
+            return False
+        await asyncio.sleep(min(2 ** (self._failures - 2), 8))
+        return True
+
+
 class _Journal:
     """Unfinished uploads, by server, file, size and mtime, to their tus URL: a rerun of
     the same command resumes them. Kept in $XDG_CACHE_HOME/satchel/uploads.json."""
@@ -185,14 +208,13 @@ async def _upload_one(
     retries: int,
 ) -> Any:
     """One file through tus: created, or found in the journal and resumed; sent from
-    where the server stands, again after each network failure (``retries`` in a row
-    without progress, waiting 0.5, 1, 2, 4, 8 s). The stored file is then checked
-    against its SHA-256."""
+    where the server stands, again after each network failure (see :class:`_Attempts`).
+    The stored file is then checked against its SHA-256."""
     stat = path.stat()
     key = f"{opts.server} {path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
     url = journal.get(key)
     task = progress.add_task(path.name, total=stat.st_size)
-    failures, locked, reached = 0, 0.0, 0
+    attempts, locked = _Attempts(retries), 0.0
     while True:
         try:
             if url is None:
@@ -207,8 +229,7 @@ async def _upload_one(
                 # complete, but its stored file is gone (deleted, expired): a new upload
                 url = None
                 continue
-            if offset > reached:  # the last attempt got somewhere
-                failures, reached = 0, offset
+            attempts.reached(offset)
             progress.update(task, completed=offset)
             sha256 = await asyncio.to_thread(_hash_prefix, path, offset)
             if finished is None:
@@ -225,12 +246,10 @@ async def _upload_one(
                 ) from exc
             await asyncio.sleep(exc.delay)
         except (*_NETWORK_ERRORS, _Retry) as exc:
-            failures += 1
-            if failures > retries:
+            if not await attempts.retry():
                 if isinstance(exc, _Retry):
                     raise ClientError(f"{path.name}: {exc}", REFUSED) from exc
                 raise
-            await asyncio.sleep(min(2 ** (failures - 2), 8))
     stored = await _stored(session, finished)
     journal.put(key, None)
     await _verify_upload(session, opts, path, stored, sha256.hexdigest())
@@ -375,11 +394,10 @@ async def fetch(
     opts: Options, url: str, output: Path | None, *, verify_zip: bool = False, retries: int = 5
 ) -> int:
     """Download ``url`` to ``output``, resuming a partial file with Range + If-Range, and
-    again after each network failure (``retries`` in a row without progress, waiting
-    0.5, 1, 2, 4, 8 s)."""
+    again after each network failure (see :class:`_Attempts`)."""
+    attempts = _Attempts(retries)
     async with _session() as session:
         with _progress(opts) as progress:
-            failures, reached = 0, 0
             while True:
                 try:
                     target, total, digest_header = await _fetch_rest(
@@ -387,13 +405,9 @@ async def fetch(
                     )
                     break
                 except _NETWORK_ERRORS:
-                    got = int(progress.tasks[0].completed) if progress.tasks else 0
-                    if got > reached:  # the last attempt got somewhere
-                        failures, reached = 0, got
-                    failures += 1
-                    if failures > retries:
+                    attempts.reached(int(progress.tasks[0].completed) if progress.tasks else 0)
+                    if not await attempts.retry():
                         raise
-                    await asyncio.sleep(min(2 ** (failures - 2), 8))
     if target.stat().st_size != total:
         raise ClientError(f"{target}: got {target.stat().st_size} of {total} bytes", NETWORK)
     await asyncio.to_thread(_verify, target, digest_header, verify_zip)
