@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ParamSpec, Protocol, TypeVar
 
-from isal.isal_zlib import crc32
+from zlib_ng.zlib_ng import crc32
 
 from satchel.errors import ArchiveChanged, ArchiveNotFound, BadRequest
 from satchel.storage.local import TempFile, fsync_dir

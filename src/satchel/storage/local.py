@@ -19,7 +19,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from isal.isal_zlib import crc32
+# zlib-ng's CRC-32, not ISA-L's: both take about 0.02 s a GiB, but ISA-L's returns with
+# the upper vector registers dirty, and SHA-256 (SHA-NI) then runs about 35% slower in
+# that thread, for the rest of its life (bench/RESULTS.md).
+from zlib_ng.zlib_ng import crc32
 
 log = logging.getLogger("satchel.storage")
 
