@@ -27,8 +27,6 @@ from satchel.errors import ConfigError
 
 log = logging.getLogger("satchel")
 
-ACCESS_LOG_FORMAT = '%a "%r" %s %b "%{Referer}i" "%{User-Agent}i" %Tfs'
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="satchel", description="Asynchronous file delivery.")
@@ -336,6 +334,8 @@ def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
 
 def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     from satchel.app import create_app
+    from satchel.http.accesslog import access_log_class
+    from satchel.http.keys import TRUSTED_PROXIES
 
     loop = loop_factory()
     asyncio.set_event_loop(loop)
@@ -348,14 +348,15 @@ def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventL
         type(loop).__module__.split(".")[0],
         "on" if settings.sendfile else "off",
     )
+    app = create_app(settings)
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         reuse_port=settings.workers > 1,
         backlog=1024,  # bursts of connections (a thousand downloads at once) are not refused
-        access_log_format=ACCESS_LOG_FORMAT,
-        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+        access_log_class=access_log_class(app[TRUSTED_PROXIES], settings.proxy_header),
+        access_log=logging.getLogger("satchel.access") if settings.access_log else None,
         print=(lambda *_: None) if settings.workers > 1 else print,
         loop=loop,
     )

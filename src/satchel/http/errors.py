@@ -6,6 +6,7 @@ import functools
 import html
 import json
 import logging
+import time
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from satchel.errors import ArchiveNotFound, SatchelError
+from satchel.http.accesslog import STARTED
 from satchel.http.body import close_if_taken
 
 log = logging.getLogger("satchel.http")
@@ -83,7 +85,8 @@ def render_error(
 
 
 def catalogued(handler: Handler) -> Handler:
-    """The handler, with every error it raises answered from the catalogue.
+    """The handler, with every error it raises answered from the catalogue; it also
+    notes when the handler began, for the access log.
 
     A wrapper per route (see routes.py) rather than a middleware: once an application
     has any middleware, aiohttp runs two more layers on every request, and /check spent
@@ -92,6 +95,7 @@ def catalogued(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def answer(request: web.Request) -> web.StreamResponse:
+        request[STARTED] = time.perf_counter()
         try:
             return await handler(request)
         except SatchelError as exc:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from satchel.archive import blocking
 from satchel.errors import PreconditionFailed, RangeNotSatisfiable
+from satchel.http.accesslog import DIRECT_BYTES
 from satchel.http.keys import SETTINGS
 from satchel.http.limits import download_shaper
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
@@ -123,10 +124,10 @@ class ResponseSink:
         self, transport: asyncio.Transport, sock_fd: int, file_fd: int, offset: int, count: int
     ) -> int:
         fd = os.dup(sock_fd)  # for fd_ready: the transport owns the original
+        sent = 0
         try:
             while transport.get_write_buffer_size():  # headers etc. go out first, in order
                 await self._writable(fd)
-            sent = 0
             shaper = self.shaper
             while sent < count:
                 allowed = count - sent if shaper is None else await shaper.acquire(count - sent)
@@ -148,6 +149,8 @@ class ResponseSink:
             return sent
         finally:
             os.close(fd)
+            # aiohttp counts only what went through its writer
+            self._request[DIRECT_BYTES] = self._request.get(DIRECT_BYTES, 0) + sent
 
     async def _writable(self, fd: int) -> None:
         try:

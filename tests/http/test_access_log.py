@@ -1,0 +1,104 @@
+"""The access log of a real server: one line per request, with what really went out."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import LiveServer, serving
+
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO satchel\.access: (?P<client>\S+) "
+    r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<bytes>\d+) '
+    r'"(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)" (?P<took>\d+\.\d{6})s$'
+)
+
+
+def access_lines(server: LiveServer, count: int) -> list[re.Match[str]]:
+    """The log's access lines, once there are ``count`` (each is written just after its
+    response); every one of them must parse."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [ln for ln in server.log.read_text().splitlines() if "satchel.access" in ln]
+        if len(lines) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    matches = [LINE.match(ln) for ln in lines]
+    assert all(matches), lines
+    return [m for m in matches if m is not None]
+
+
+def raw_get(server: LiveServer, target: str, *headers: str) -> bytes:
+    """The whole response, headers included, as it came off the socket."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        head = [f"GET {target} HTTP/1.1", f"Host: {host}", "Connection: close", *headers]
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def upload(server: LiveServer, body: bytes) -> str:
+    request = urllib.request.Request(f"{server.url}/files/", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return str(json.load(answer)["id"])
+
+
+def test_a_line_counts_every_byte_sent_and_the_real_time_taken(
+    photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    body = bytes(range(256)) * 8192  # 2 MiB: sent by sendfile, past aiohttp's count
+    with serving(photos, data_dir, tmp_path) as server:
+        file_id = upload(server, body)
+        whole = raw_get(server, f"/files/{file_id}/")
+        part = raw_get(server, f"/files/{file_id}/", "Range: bytes=10-1009")
+        check = raw_get(server, f"/check/{file_id}?x=1")
+        raw_get(server, f"/check/{file_id}")  # from the cache: within one turn of the loop
+        _, download, ranged, checked, cached = access_lines(server, 5)
+
+    assert whole.endswith(body) and b" 206 " in part.split(b"\r\n")[0]
+    assert (download["request"], download["status"]) == (f"GET /files/{file_id}/ HTTP/1.1", "200")
+    assert int(download["bytes"]) == len(whole)  # the headers and all of the body
+    assert (ranged["status"], int(ranged["bytes"])) == ("206", len(part))
+    assert checked["request"] == f"GET /check/{file_id}?x=1 HTTP/1.1"
+    assert int(checked["bytes"]) == len(check)
+    # aiohttp's logger timed with uvloop's clock, which moves once per turn of the loop,
+    # and wrote 0.000000s for a request answered within one
+    assert all(0 < float(m["took"]) < 5 for m in (download, ranged, checked, cached))
+
+
+def test_quotes_and_control_characters_cannot_forge_fields(
+    photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    agent = 'curl" 200 999 "-" "x\tthe end'
+    with serving(photos, data_dir, tmp_path) as server:
+        raw_get(server, "/healthz", f"User-Agent: {agent}", 'Referer: http://a/"b\\c')
+        (line,) = access_lines(server, 1)
+    assert line["agent"] == 'curl\\" 200 999 \\"-\\" \\"x\\tthe end'
+    assert line["referer"] == 'http://a/\\"b\\\\c'
+    assert (line["status"], line["client"]) == ("200", "127.0.0.1")
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_logged(
+    photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    with serving(photos, data_dir, tmp_path, "--trusted-proxy", "127.0.0.1") as server:
+        raw_get(server, "/healthz", "X-Forwarded-For: 198.51.100.9, 203.0.113.7")
+    with serving(photos, data_dir, tmp_path) as untrusting:
+        raw_get(untrusting, "/healthz", "X-Forwarded-For: 203.0.113.7")
+        lines = access_lines(untrusting, 2)
+    # the log file is shared: the first server's line, then the second's
+    assert [m["client"] for m in lines] == ["203.0.113.7", "127.0.0.1"]
+
+
+def test_no_access_log_writes_no_lines(photos: Path, data_dir: Path, tmp_path: Path) -> None:
+    with serving(photos, data_dir, tmp_path, "--no-access-log") as server:
+        raw_get(server, "/healthz")
+        raw_get(server, "/nope")
+    assert "satchel.access" not in server.log.read_text()
