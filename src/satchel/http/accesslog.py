@@ -32,15 +32,12 @@ STARTED = web.RequestKey("access_log_started", float)  # perf_counter() when the
 DIRECT_BYTES = web.RequestKey("access_log_direct_bytes", int)  # body bytes sent by sendfile
 
 
-def access_log_class(
-    trusted: tuple[Network, ...], proxy_header: str, fd: int | None = None
-) -> type[AbstractAccessLogger]:
-    """The logger aiohttp is to make for each server, told who the trusted proxies are
-    and where to write (standard error by default)."""
-    out = sys.stderr.fileno() if fd is None else fd
+def access_log_class(trusted: tuple[Network, ...], proxy_header: str) -> type[AbstractAccessLogger]:
+    """The logger aiohttp is to make for each server, told who the trusted proxies are;
+    it writes to standard error, where the other log lines go."""
 
     class AccessLog(_AccessLog):
-        _trusted, _header, _fd = trusted, proxy_header, out
+        _trusted, _header, _fd = trusted, proxy_header, sys.stderr.fileno()
 
     return AccessLog
 
