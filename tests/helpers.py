@@ -39,12 +39,14 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def raw_get(host: str, port: int, path: str) -> tuple[int, bytes, bytes]:
-    """(status, head, body) of a GET sent byte for byte, so no client normalises the path."""
+async def raw_get(host: str, port: int, path: str, *headers: str) -> tuple[int, bytes, bytes]:
+    """(status, head, body) of a GET sent byte for byte, so no client normalises the path
+    or the ``headers`` ("Name: value")."""
     import asyncio
 
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode("latin-1"))
+    lines = [f"GET {path} HTTP/1.1", "Host: t", "Connection: close", *headers]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     await writer.drain()
     raw = await reader.read()
     writer.close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 import urllib.request
 from pathlib import Path
 
 from tests.conftest import LiveServer, serving
+from tests.helpers import raw_get
 
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO satchel\.access: (?P<client>\S+) "
@@ -32,16 +32,12 @@ def access_lines(server: LiveServer, count: int) -> list[re.Match[str]]:
     return [m for m in matches if m is not None]
 
 
-def raw_get(server: LiveServer, target: str, *headers: str) -> bytes:
-    """The whole response, headers included, as it came off the socket."""
-    host, port = server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        head = [f"GET {target} HTTP/1.1", f"Host: {host}", "Connection: close", *headers]
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+async def get(server: LiveServer, target: str, *headers: str) -> tuple[int, int, bytes]:
+    """(status, bytes of the whole response as they came off the socket, body)."""
+    status, head, body = await raw_get(
+        "127.0.0.1", int(server.url.rsplit(":", 1)[1]), target, *headers
+    )
+    return status, len(head) + len(b"\r\n\r\n") + len(body), body
 
 
 def upload(server: LiveServer, body: bytes) -> str:
@@ -50,55 +46,55 @@ def upload(server: LiveServer, body: bytes) -> str:
         return str(json.load(answer)["id"])
 
 
-def test_a_line_counts_every_byte_sent_and_the_real_time_taken(
+async def test_a_line_counts_every_byte_sent_and_the_real_time_taken(
     photos: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     body = bytes(range(256)) * 8192  # 2 MiB: sent by sendfile, past aiohttp's count
     with serving(photos, data_dir, tmp_path) as server:
         file_id = upload(server, body)
-        whole = raw_get(server, f"/files/{file_id}/")
-        part = raw_get(server, f"/files/{file_id}/", "Range: bytes=10-1009")
-        check = raw_get(server, f"/check/{file_id}?x=1")
-        raw_get(server, f"/check/{file_id}")  # from the cache: within one turn of the loop
+        whole = await get(server, f"/files/{file_id}/")
+        part = await get(server, f"/files/{file_id}/", "Range: bytes=10-1009")
+        check = await get(server, f"/check/{file_id}?x=1")
+        await get(server, f"/check/{file_id}")  # from the cache: within one turn of the loop
         _, download, ranged, checked, cached = access_lines(server, 5)
 
-    assert whole.endswith(body) and b" 206 " in part.split(b"\r\n")[0]
+    assert (whole[0], whole[2], part[0]) == (200, body, 206)
     assert (download["request"], download["status"]) == (f"GET /files/{file_id}/ HTTP/1.1", "200")
-    assert int(download["bytes"]) == len(whole)  # the headers and all of the body
-    assert (ranged["status"], int(ranged["bytes"])) == ("206", len(part))
+    assert int(download["bytes"]) == whole[1]  # the headers and all of the body
+    assert (ranged["status"], int(ranged["bytes"])) == ("206", part[1])
     assert checked["request"] == f"GET /check/{file_id}?x=1 HTTP/1.1"
-    assert int(checked["bytes"]) == len(check)
+    assert int(checked["bytes"]) == check[1]
     # aiohttp's logger timed with uvloop's clock, which moves once per turn of the loop,
     # and wrote 0.000000s for a request answered within one
     assert all(0 < float(m["took"]) < 5 for m in (download, ranged, checked, cached))
 
 
-def test_quotes_and_control_characters_cannot_forge_fields(
+async def test_quotes_and_control_characters_cannot_forge_fields(
     photos: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     agent = 'curl" 200 999 "-" "x\tthe end'
     with serving(photos, data_dir, tmp_path) as server:
-        raw_get(server, "/healthz", f"User-Agent: {agent}", 'Referer: http://a/"b\\c')
+        await get(server, "/healthz", f"User-Agent: {agent}", 'Referer: http://a/"b\\c')
         (line,) = access_lines(server, 1)
     assert line["agent"] == 'curl\\" 200 999 \\"-\\" \\"x\\tthe end'
     assert line["referer"] == 'http://a/\\"b\\\\c'
     assert (line["status"], line["client"]) == ("200", "127.0.0.1")
 
 
-def test_behind_a_trusted_proxy_the_forwarded_client_is_logged(
+async def test_behind_a_trusted_proxy_the_forwarded_client_is_logged(
     photos: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     with serving(photos, data_dir, tmp_path, "--trusted-proxy", "127.0.0.1") as server:
-        raw_get(server, "/healthz", "X-Forwarded-For: 198.51.100.9, 203.0.113.7")
+        await get(server, "/healthz", "X-Forwarded-For: 198.51.100.9, 203.0.113.7")
     with serving(photos, data_dir, tmp_path) as untrusting:
-        raw_get(untrusting, "/healthz", "X-Forwarded-For: 203.0.113.7")
+        await get(untrusting, "/healthz", "X-Forwarded-For: 203.0.113.7")
         lines = access_lines(untrusting, 2)
     # the log file is shared: the first server's line, then the second's
     assert [m["client"] for m in lines] == ["203.0.113.7", "127.0.0.1"]
 
 
-def test_no_access_log_writes_no_lines(photos: Path, data_dir: Path, tmp_path: Path) -> None:
+async def test_no_access_log_writes_no_lines(photos: Path, data_dir: Path, tmp_path: Path) -> None:
     with serving(photos, data_dir, tmp_path, "--no-access-log") as server:
-        raw_get(server, "/healthz")
-        raw_get(server, "/nope")
+        await get(server, "/healthz")
+        await get(server, "/nope")
     assert "satchel.access" not in server.log.read_text()
