@@ -8,22 +8,25 @@ cache, and pushes any byte range of an archive into a :class:`Sink`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import logging
 import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ParamSpec, Protocol, TypeVar
 
 from zlib_ng.zlib_ng import crc32
 
-from satchel.errors import ArchiveChanged, ArchiveNotFound, BadRequest
-from satchel.storage.local import TempFile, fsync_dir
+from satchel.errors import ArchiveChanged, ArchiveNotFound, BadRequest, Conflict
+from satchel.storage.local import TempFile
 from satchel.zipstream import Layout, Limits, Member, Part, arrange
+from satchel.zipstream.names import segment_reason, unsafe_reason
 
 log = logging.getLogger("satchel.archive")
 
@@ -137,6 +140,10 @@ def _inspect(
         name.encode("utf-8")
     except UnicodeEncodeError:
         log.warning("Skipping %r: its name is not valid UTF-8", entry.path)
+        return None
+    reason = segment_reason(entry.name)  # the folders above it were checked on the way
+    if reason is not None:
+        log.warning("Skipping %r: %s", entry.path, reason)
         return None
     path = entry.path
     try:
@@ -433,52 +440,89 @@ class Archives:
 TEMP_DIR = ".satchel-tmp"  # under the photos root: same filesystem, never a valid folder
 
 
-def member_path(root: Path, folder: str, relative: str) -> tuple[str, Path]:
-    """(normalised relative name, absolute path) for a file inside ``root/folder``.
-
-    Pure validation: every segment is a plain name, no '..', no NUL, at most 255
-    bytes; the folder name follows the archive rule.
-    """
+def member_path(folder: str, relative: str) -> tuple[str, ...]:
+    """The segments of ``relative`` under ``folder``, if every unzipper would extract it
+    inside the folder (:mod:`satchel.zipstream.names`). Pure validation."""
     if not FOLDER_RE.fullmatch(folder):
         raise ArchiveNotFound(folder=folder)
-    segments = relative.split("/")
-    for segment in segments:
-        if segment in ("", ".", "..") or "\0" in segment or len(segment.encode()) > 255:
-            raise BadRequest(f"Not a safe relative path inside the folder: {relative!r}")
-    if len(relative.encode()) > 4096:
-        raise BadRequest("The path is longer than 4096 bytes.")
-    return "/".join(segments), root / folder / Path(*segments)
+    reason = unsafe_reason(relative)
+    if reason is not None:
+        raise BadRequest(f"Not a safe name inside the folder: {relative!r}: {reason}.")
+    return (folder, *relative.split("/"))
 
 
-def place(root: Path, target: Path, temp: TempFile) -> os.stat_result:
-    """Blocking: move a finished temp file to ``target`` atomically and durably.
-
-    Parent folders are created; they must resolve inside the photos root (no
-    symlink may lead the write elsewhere).
-    """
-    real_root = os.path.realpath(root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not _inside(real_root, os.path.realpath(target.parent)):
-        raise BadRequest("The path leads outside the photos root.")
-    if target.is_symlink() or target.is_dir():
-        raise BadRequest("The path names a folder or a symlink, not a file.")
-    os.rename(temp.path, target)
-    fsync_dir(target.parent)
-    return os.stat(target)
-
-
-def remove_member(root: Path, target: Path) -> bool:
-    """Blocking: delete one regular file inside the photos root; False if absent."""
-    real_root = os.path.realpath(root)
-    if not _inside(real_root, os.path.realpath(target.parent)) or target.is_symlink():
-        raise BadRequest("The path leads outside the photos root.")
+@contextlib.contextmanager
+def _parent_fd(root: Path, segments: Sequence[str], *, create: bool) -> Iterator[int | None]:
+    """Blocking: an open fd of the folder that holds ``segments[-1]``, walked from
+    ``root`` one component at a time without following a symlink, so no write can be
+    led outside the root; missing folders are made on the way when ``create``, else
+    None. A component that is a file or a symlink is a 409."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if not target.is_file():
+        for depth, segment in enumerate(segments[:-1]):
+            try:
+                following = _open_dir(segment, fd, create=create)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP, errno.EEXIST):
+                    raise
+                where = "/".join(segments[: depth + 1])
+                raise Conflict(f"{where!r} is a file or a symlink, not a folder.") from exc
+            os.close(fd)
+            fd = following
+            if fd < 0:
+                break
+        yield None if fd < 0 else fd
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _open_dir(name: str, parent: int, *, create: bool) -> int:
+    """The fd of folder ``name`` in ``parent`` (not through a symlink); -1 if missing."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        return os.open(name, flags, dir_fd=parent)
+    except FileNotFoundError:
+        if not create:
+            return -1
+    with contextlib.suppress(FileExistsError):  # another request made it just now
+        os.mkdir(name, 0o755, dir_fd=parent)
+    return os.open(name, flags, dir_fd=parent)
+
+
+def place(root: Path, segments: Sequence[str], temp: TempFile) -> tuple[os.stat_result, bool]:
+    """Blocking: move a finished temp file to ``root/segments`` atomically and durably;
+    its stat, and whether it replaced a file. Missing folders are made."""
+    name = segments[-1]
+    with _parent_fd(root, segments, create=True) as fd:
+        assert fd is not None
+        existed = _member_kind(name, fd)
+        os.rename(temp.path, name, dst_dir_fd=fd)
+        os.fsync(fd)
+        return os.stat(name, dir_fd=fd, follow_symlinks=False), existed
+
+
+def remove_member(root: Path, segments: Sequence[str]) -> bool:
+    """Blocking: delete one regular file inside the photos root; False if absent."""
+    name = segments[-1]
+    with _parent_fd(root, segments, create=False) as fd:
+        if fd is None or not _member_kind(name, fd):
             return False
-        target.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=fd)
+            os.fsync(fd)
+            return True
+        return False
+
+
+def _member_kind(name: str, parent: int) -> bool:
+    """Whether ``name`` in ``parent`` is a regular file; a 409 for anything else."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return False
-    fsync_dir(target.parent)
+    if not stat.S_ISREG(st.st_mode):
+        raise Conflict(f"{name!r} is a folder or a symlink, not a file.")
     return True
 
 

@@ -335,6 +335,7 @@ def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
 def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     from satchel.app import create_app
     from satchel.http.accesslog import access_log_class
+    from satchel.http.body import SERVER_OPTIONS
     from satchel.http.keys import TRUSTED_PROXIES
 
     loop = loop_factory()
@@ -359,6 +360,7 @@ def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventL
         access_log=logging.getLogger("satchel.access") if settings.access_log else None,
         print=(lambda *_: None) if settings.workers > 1 else print,
         loop=loop,
+        **SERVER_OPTIONS,
     )
 
 

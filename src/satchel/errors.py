@@ -7,7 +7,9 @@ renders them as JSON or HTML in one middleware.
 
     SatchelError
     ├── BadRequest          400
-    │   └── DigestMismatch  400
+    │   ├── DigestMismatch  400
+    │   ├── MalformedBody   400 (a body that breaks its own framing or coding)
+    │   └── ConnectionLost  400 (logged only: nobody is left to read it)
     ├── Unauthorized        401
     ├── Forbidden           403
     ├── NotFound            404
@@ -52,6 +54,16 @@ class BadRequest(SatchelError):
 class DigestMismatch(BadRequest):
     code = "digest_mismatch"
     message = "The body does not match its Content-Digest / Repr-Digest; nothing was stored."
+
+
+class MalformedBody(BadRequest):
+    code = "malformed_body"
+    message = "The request body is malformed; nothing was stored."
+
+
+class ConnectionLost(BadRequest):
+    code = "connection_lost"
+    message = "The connection was lost."
 
 
 class Unauthorized(SatchelError):
@@ -163,6 +175,31 @@ class ServiceUnavailable(SatchelError):
 class ConfigError(SatchelError):
     code = "config_error"
     message = "Invalid configuration."
+
+
+def for_status(status: int) -> type[SatchelError]:
+    """The catalogue's class for an HTTP status a lower layer (aiohttp) chose."""
+    for kind in _BY_STATUS:
+        if kind.status == status:
+            return kind
+    return BadRequest if 400 <= status < 500 else SatchelError
+
+
+_BY_STATUS = (
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    Conflict,
+    PreconditionFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RangeNotSatisfiable,
+    TooManyRequests,
+    ServiceUnavailable,
+)
 
 
 class ArchiveChanged(Exception):

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import quote
 
-from satchel.errors import BadRequest
+from satchel.numbers import parse_int
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")  # 16 random bytes, URL-safe base64
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,127}$")
@@ -108,9 +108,7 @@ def retention(
 def _positive(header: str, value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
-    if not value.strip().isdigit() or int(value) < 1:
-        raise BadRequest(f"{header} must be a whole number of at least 1, not {value!r}")
-    return int(value)
+    return parse_int(header, value, low=1)
 
 
 def expiry(created: datetime, days: int) -> datetime:

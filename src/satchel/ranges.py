@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from enum import Enum
 
+from satchel.numbers import saturating
+
 MAX_RANGES = 32  # more (after merging) and we answer the whole body (§14.2 MAY ignore)
 
-_RANGE_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+_RANGE_SPEC = re.compile(r"^[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*$")
 _ETAG = re.compile(r'\s*(W/)?("[^"]*")\s*(?:,|$)')
 
 
@@ -85,15 +87,15 @@ def parse_range(value: str, size: int) -> list[tuple[int, int]] | None:
             return None
         first, last = m.group(1), m.group(2)
         if first:
-            start = int(first)
-            stop = size if not last else int(last) + 1
-            if last and int(last) < start:
+            start = saturating(first)
+            stop = size if not last else saturating(last) + 1
+            if last and stop <= start:
                 return None
             if start >= size:
                 continue  # unsatisfiable on its own
             ranges.append((start, min(stop, size)))
         else:
-            suffix = int(last)
+            suffix = saturating(last)
             if suffix == 0 or size == 0:
                 continue
             ranges.append((max(size - suffix, 0), size))

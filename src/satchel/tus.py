@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from satchel.errors import BadRequest
+from satchel.numbers import parse_int
 
 VERSION = "1.0.0"
 EXTENSIONS = (
@@ -29,7 +30,6 @@ EXTENSIONS = (
 CHECKSUMS = ("sha1", "sha256", "md5")
 OFFSET_TYPE = "application/offset+octet-stream"
 _KEY = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")  # a token: no spaces, no commas
-_NUMBER = re.compile(r"^[0-9]{1,19}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +98,7 @@ def parse_number(name: str, value: str | None) -> int | None:
     """A non-negative integer header, or None if absent; 400 if malformed."""
     if value is None:
         return None
-    if not _NUMBER.fullmatch(value.strip()):
-        raise BadRequest(f"{name} must be a non-negative integer, not {value!r}.")
-    return int(value)
+    return parse_int(name, value)
 
 
 def parse_metadata(value: str | None) -> dict[str, str | None]:

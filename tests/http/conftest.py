@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from satchel.app import create_app
 from satchel.config import load_settings
+from satchel.http.body import SERVER_OPTIONS
 from satchel.zipstream import Limits
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -23,7 +24,9 @@ def _factory(aiohttp_client: Any, photos: Path, data_dir: Path, **fixed: Any) ->
     async def factory(limits: Limits = Limits(), **overrides: Any) -> TestClient[Any, Any]:
         data_dir.mkdir(parents=True, exist_ok=True)
         settings = load_settings(photos=photos, data=data_dir, **fixed, **overrides)
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, limits=limits))
+        server = TestServer(create_app(settings, limits=limits))
+        await server.start_server(**SERVER_OPTIONS)  # as `satchel serve` runs it
+        client: TestClient[Any, Any] = await aiohttp_client(server)
         return client
 
     return factory

@@ -56,9 +56,10 @@ async def test_unsafe_paths_are_refused(
     client = await make_client(upload_token=("cms-token",))
     (photos / "g").mkdir()
     os.symlink(tmp_path, photos / "g" / "out")
-    for path in ("/archive/g/out/x.jpg", "/archive/g/a//b.jpg"):
-        resp = await client.put(path, data=b"x", headers=AUTH)
-        assert resp.status == 400, path
+    resp = await client.put("/archive/g/out/x.jpg", data=b"x", headers=AUTH)
+    assert resp.status == 409  # through a symlink: never followed for writing
+    resp = await client.put("/archive/g/a//b.jpg", data=b"x", headers=AUTH)
+    assert resp.status == 400
     assert (await client.put("/archive/bad.name/x.jpg", data=b"x", headers=AUTH)).status == 404
     # Dot segments only survive over a raw socket (clients normalise them away).
     for path in ("/archive/g/./x.jpg", "/archive/g/../x.jpg", "/archive/g/..%2F..%2Fx.jpg",

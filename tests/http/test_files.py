@@ -305,5 +305,5 @@ async def test_malformed_multipart_is_400_not_500(
     resp = await client.post(
         "/files/", data=body, headers={"Content-Type": "multipart/form-data; boundary=B"}
     )
-    assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
+    assert resp.status == 400 and (await resp.json())["error"] == "malformed_body"
     assert stored_files(data_dir) == []

@@ -118,8 +118,8 @@ async def put_member(request: web.Request) -> web.Response:
     """PUT /archive/<folder>/<path>: a file lands atomically in the folder, CRC cached."""
     authorize_upload(request, required=True)
     root = request.app[SETTINGS].photos
-    folder = request.match_info["folder"]
-    name, target = member_path(root, folder, request.match_info["path"])
+    folder, name = request.match_info["folder"], request.match_info["path"]
+    segments = member_path(folder, name)
     store = request.app[FILESTORE]
     await store.admit(request.content_length)
     await send_continue(request)
@@ -131,8 +131,7 @@ async def put_member(request: web.Request) -> web.Response:
     try:
         if digest is not None and temp.sha256 != digest:
             raise DigestMismatch()
-        existed = await blocking(target.exists)
-        st = await asyncio.shield(blocking(place, root, target, temp))
+        st, existed = await asyncio.shield(blocking(place, root, segments, temp))
     except BaseException:
         await asyncio.shield(blocking(temp.discard))
         raise
@@ -153,8 +152,8 @@ async def delete_member(request: web.Request) -> web.Response:
     """DELETE /archive/<folder>/<path>."""
     authorize_upload(request, required=True)
     root = request.app[SETTINGS].photos
-    _, target = member_path(root, request.match_info["folder"], request.match_info["path"])
-    if not await blocking(remove_member, root, target):
+    segments = member_path(request.match_info["folder"], request.match_info["path"])
+    if not await blocking(remove_member, root, segments):
         raise NotFound("No such file in that folder.")
     return web.Response(status=204)
 

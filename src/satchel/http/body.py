@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import zlib
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from aiohttp import web
 
+from satchel.errors import MalformedBody, UnsupportedMediaType
 from satchel.filestore import Body, ChunkBody
 from satchel.http.streaming import fd_ready, plain_socket
 from satchel.throttle import Shaper
@@ -23,6 +26,10 @@ from satchel.throttle import Shaper
 DIRECT_FROM = 1024 * 1024  # smaller bodies keep their connection alive
 _WAKE_AT = 512 * 1024
 _TAKEN = web.RequestKey("body_taken", bool)
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_DECODED_MAX = 256 * 1024
+# What the server runs with, in production and in tests: see body_chunks.
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 
 
 @contextlib.contextmanager
@@ -43,8 +50,34 @@ def request_body(request: web.Request, shaper: Shaper | None) -> Iterator[Body]:
 
 
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    while chunk := await request.content.readany():
-        yield chunk
+    """The body, decoded from its Content-Encoding.
+
+    Satchel decodes bodies itself (aiohttp's ``auto_decompress`` is off, see
+    SERVER_OPTIONS): aiohttp does not notice a gzip body cut short, and would store it.
+    """
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+    if coding == "identity":
+        while chunk := await request.content.readany():
+            yield chunk
+        return
+    if coding not in _WBITS:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {coding!r} is not supported; send identity, gzip or deflate.",
+            headers={"Accept-Encoding": "gzip, deflate"},
+        )
+    decoder: zlib._Decompress | None = None
+    try:
+        while chunk := await request.content.readany():
+            if decoder is None:  # RFC 9110's deflate is zlib's format; some send it raw
+                raw = coding == "deflate" and chunk[0] & 0x0F != 8
+                decoder = zlib.decompressobj(-zlib.MAX_WBITS if raw else _WBITS[coding])
+            while chunk:  # a block at a time, however well the body compresses
+                yield decoder.decompress(chunk, _DECODED_MAX)
+                chunk = decoder.unconsumed_tail
+    except zlib.error as exc:
+        raise MalformedBody(f"The body is not valid {coding}: {exc}.") from exc
+    if decoder is None or not decoder.eof or decoder.unused_data:
+        raise MalformedBody(f"The {coding} body is empty, cut short, or has bytes after its end.")
 
 
 def close_if_taken(request: web.Request, response: web.Response) -> web.Response:

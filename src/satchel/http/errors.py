@@ -12,8 +12,15 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
-from satchel.errors import ArchiveNotFound, SatchelError
+from satchel.errors import (
+    ArchiveNotFound,
+    ConnectionLost,
+    MalformedBody,
+    SatchelError,
+    for_status,
+)
 from satchel.http.accesslog import STARTED
 from satchel.http.body import close_if_taken
 
@@ -99,27 +106,33 @@ def catalogued(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except SatchelError as exc:
-            extra = exc.details.get("headers")
-            headers = dict(extra) if isinstance(extra, Mapping) else None
-            return render_error(
-                request, exc.status, exc.code, exc.message, error=exc, headers=headers
-            )
-        except HttpProcessingError as exc:  # e.g. a malformed multipart body
-            return render_error(request, 400, "bad_request", f"Malformed request: {exc.message}")
+            error = exc
+        except (HttpProcessingError, RequestPayloadError) as exc:  # broken coding or framing
+            error = MalformedBody(f"The request body is malformed: {_cause(exc)}")
         except ConnectionResetError as exc:  # the client left mid-body: nobody to answer
             log.info("%s %s: the client went away (%s)", request.method, request.path, exc)
-            return render_error(request, 400, "connection_lost", "The connection was lost.")
+            error = ConnectionLost()
         except web.HTTPException as exc:  # raised inside aiohttp, e.g. by request.post()
             if exc.status < 400:
                 raise
-            code = (exc.reason or "error").lower().replace(" ", "_")
-            return render_error(request, exc.status, code, f"{exc.reason}.")
+            error = for_status(exc.status)(f"{exc.reason}.")
         except Exception:
             if request.writer.output_size:  # the answer has begun: aiohttp closes the connection
                 raise
             log.exception("%s %s failed", request.method, request.path)
-            return render_error(
-                request, 500, "internal_error", "The server failed; the cause is in its log."
-            )
+            error = SatchelError("The server failed; the cause is in its log.")
+        extra = error.details.get("headers")
+        headers = dict(extra) if isinstance(extra, Mapping) else None
+        return render_error(
+            request, error.status, error.code, error.message, error=error, headers=headers
+        )
 
     return answer
+
+
+def _cause(exc: BaseException) -> str:
+    """What aiohttp said was wrong: a payload error carries the parser's error."""
+    inner: BaseException | None = exc
+    while inner is not None and not isinstance(inner, HttpProcessingError):
+        inner = inner.__cause__ or inner.__context__
+    return (inner.message if inner is not None else "") or str(exc) or "cannot parse it"

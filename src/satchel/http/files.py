@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from email.policy import default as email_policy
 from typing import BinaryIO
 
@@ -19,6 +20,7 @@ from satchel.errors import (
     BadRequest,
     FileNotFound,
     Forbidden,
+    MalformedBody,
     Unauthorized,
 )
 from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, retention
@@ -94,8 +96,21 @@ def retention_for(request: web.Request) -> Retention:
 
 
 async def _part_body(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(256 * 1024):
+    while True:
+        with _form_errors():
+            chunk = await part.read_chunk(256 * 1024)
+        if not chunk:
+            return
         yield chunk
+
+
+@contextlib.contextmanager
+def _form_errors() -> Iterator[None]:
+    """aiohttp's multipart reader says a body is cut or malformed with these."""
+    try:
+        yield
+    except (ValueError, RuntimeError, RuntimeWarning) as exc:  # warnings: when made errors
+        raise MalformedBody(f"The multipart body is malformed or cut short: {exc}") from exc
 
 
 # -- upload ----------------------------------------------------------------------------
@@ -124,21 +139,31 @@ async def upload(request: web.Request) -> web.Response:
 
 async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
     store = request.app[FILESTORE]
-    reader = await request.multipart()
+    with _form_errors():
+        reader = await request.multipart()
     stored: list[tuple[StoredFile, str]] = []
-    with upload_shaping(request) as shaper:
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or part.name != "file":
-                continue  # other form fields are not files
-            stored.append(
-                await store.store(
-                    ChunkBody(_part_body(part)),
-                    name_for=part.filename,
-                    content_type=media_type(part.headers.get("Content-Type")),
-                    retention=kept,
-                    shaper=shaper,
+    try:
+        with upload_shaping(request) as shaper:
+            while True:
+                with _form_errors():
+                    part = await reader.next()
+                if part is None:
+                    break
+                if not isinstance(part, BodyPartReader) or part.name != "file":
+                    continue  # other form fields are not files
+                stored.append(
+                    await store.store(
+                        ChunkBody(_part_body(part)),
+                        name_for=part.filename,
+                        content_type=media_type(part.headers.get("Content-Type")),
+                        retention=kept,
+                        shaper=shaper,
+                    )
                 )
-            )
+    except BaseException:  # the client learns no link: keep none of the form's files
+        for record, token in stored:
+            await asyncio.shield(store.delete(record.id, token))
+        raise
     if not stored:
         raise BadRequest("The form has no 'file' part.")
     return _created(request, stored, single=False)

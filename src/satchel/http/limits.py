@@ -10,8 +10,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from satchel.clients import client_address
-from satchel.errors import BadRequest
 from satchel.http.keys import CLIENT, SETTINGS, THROTTLE, TRUSTED_PROXIES
+from satchel.numbers import parse_int
 from satchel.throttle import Shaper
 
 UNCOUNTED = frozenset({"/healthz", "/favicon.ico"})
@@ -46,9 +46,7 @@ def download_shaper(request: web.Request) -> Shaper | None:
     kbps = request.query.get("kbps")
     own = None
     if kbps is not None:
-        if not kbps.isdigit() or not 1 <= int(kbps) <= 10**9:
-            raise BadRequest(f"kbps must be a whole number of KiB/s from 1, not {kbps!r}.")
-        own = int(kbps) * 1024
+        own = parse_int("kbps", kbps, low=1, high=10**9) * 1024
     return request.app[THROTTLE].shaper("download", client_of(request), own)
 
 
