@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -55,9 +56,7 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database for one test."""
+async def _create_pg_database() -> str:
     name = f"satchel_test_{uuid.uuid4().hex[:12]}"
     try:
         await _pg_admin(f'CREATE DATABASE "{name}"')
@@ -66,17 +65,29 @@ async def pg_url() -> AsyncIterator[str]:
             pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
         pytest.skip(f"PostgreSQL is not reachable: {exc}")
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    yield f"{base}/{name}"
-    await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return f"{base}/{name}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
-    if request.param == "sqlite":
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite+aiosqlite:///{data_dir / 'satchel.sqlite3'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
+async def _drop_pg_database(url: str) -> None:
+    await _pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    url = await _create_pg_database()
+    yield url
+    await _drop_pg_database(url)
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """The same, for code outside an event loop (a module's live server)."""
+    url = asyncio.run(_create_pg_database())
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop_pg_database(url))
 
 
 class LiveServer:

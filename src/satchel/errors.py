@@ -19,6 +19,7 @@ renders them as JSON or HTML in one middleware.
     ├── MethodNotAllowed    405
     ├── RequestTimeout      408
     ├── Conflict            409 (tus: Upload-Offset mismatch)
+    │   └── DownloadsInProgress 409 (every download left is running)
     ├── PreconditionFailed  412
     ├── PayloadTooLarge     413
     ├── UnsupportedMediaType 415
@@ -122,6 +123,14 @@ class Conflict(SatchelError):
     code = "conflict"
     status = 409
     message = "The request conflicts with the resource's current state."
+
+
+class DownloadsInProgress(Conflict):
+    code = "downloads_in_progress"
+    message = (
+        "Every download this file has left is in progress; one that fails is given back, "
+        "so retry later."
+    )
 
 
 class UnsupportedMediaType(SatchelError):

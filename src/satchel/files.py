@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import quote
 
-from satchel.numbers import parse_int
+from satchel.numbers import INT32_MAX, parse_int
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")  # 16 random bytes, URL-safe base64
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,127}$")
@@ -52,8 +52,13 @@ class FileRepo(Protocol):
         """The record, whatever its state (callers check ``available``)."""
         ...
 
-    async def count_download(self, file_id: str, now: datetime) -> bool:
-        """Atomically count one completed download; False if none was left."""
+    async def claim_download(self, file_id: str, now: datetime) -> bool:
+        """Atomically take one of a limited file's downloads left for a whole download
+        about to start; False if every one is completed or claimed."""
+        ...
+
+    async def end_download(self, file_id: str, *, completed: bool, claimed: bool) -> None:
+        """A whole download ended: count it if ``completed``; give its claim back."""
         ...
 
     async def delete(self, file_id: str, delete_token_sha256: str) -> bool:
@@ -108,7 +113,7 @@ def retention(
 def _positive(header: str, value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
-    return parse_int(header, value, low=1)
+    return parse_int(header, value, low=1, high=INT32_MAX)  # an INTEGER column
 
 
 def expiry(created: datetime, days: int) -> datetime:

@@ -25,6 +25,7 @@ from satchel.archive import blocking
 from satchel.errors import (
     BadRequest,
     DigestMismatch,
+    DownloadsInProgress,
     FileNotFound,
     InsufficientStorage,
     PayloadTooLarge,
@@ -311,9 +312,21 @@ class FileStore:
     def path(self, file_id: str) -> Path:
         return self.storage.path(file_id)
 
-    async def count_download(self, file_id: str) -> bool:
-        self._checked.pop(file_id, None)
-        return await self.repo.count_download(file_id, datetime.now(UTC))
+    async def start_download(self, record: StoredFile) -> None:
+        """Before the first byte of a download that reaches the end of the file: with
+        Max-Downloads, claim one of those left, so no more whole bodies than that ever
+        leave; a 409 when every one left is running (404 when none is)."""
+        if record.max_downloads is not None and not await self.repo.claim_download(
+            record.id, datetime.now(UTC)
+        ):
+            await self.available(record.id)
+            raise DownloadsInProgress()
+
+    async def end_download(self, record: StoredFile, *, completed: bool) -> None:
+        """A download begun by ``start_download`` ended: count it if every byte went out."""
+        self._checked.pop(record.id, None)
+        claimed = record.max_downloads is not None
+        await self.repo.end_download(record.id, completed=completed, claimed=claimed)
 
     async def delete(self, file_id: str, token: str) -> bool:
         self._checked.pop(file_id, None)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from satchel.errors import BadRequest
 
-INT64_MAX = 2**63 - 1  # the widest column either database holds
+INT64_MAX = 2**63 - 1  # a BIGINT column
+INT32_MAX = 2**31 - 1  # an INTEGER column (PostgreSQL's is 32 bits)
 _MAX_DIGITS = 19  # INT64_MAX has 19
 
 

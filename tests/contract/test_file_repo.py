@@ -35,27 +35,54 @@ async def test_insert_then_get_round_trips(repo: SqlFileRepo) -> None:
     assert await repo.get("missing") is None
 
 
-async def test_concurrent_counts_never_pass_the_maximum(repo: SqlFileRepo) -> None:
+async def test_racing_claims_never_pass_the_maximum(repo: SqlFileRepo) -> None:
     r = record(max_downloads=5)
     await repo.insert(r, token_digest("t"))
-    counted = await asyncio.gather(*(repo.count_download(r.id, NOW) for _ in range(20)))
-    assert counted.count(True) == 5
+    claimed = await asyncio.gather(*(repo.claim_download(r.id, NOW) for _ in range(20)))
+    assert claimed.count(True) == 5
+    got = await repo.get(r.id)
+    assert got is not None and got.downloads == 0 and got.downloads_left == 5  # none done yet
+    for _ in range(5):
+        await repo.end_download(r.id, completed=True, claimed=True)
     got = await repo.get(r.id)
     assert got is not None and got.downloads == 5 and got.downloads_left == 0
+    assert not await repo.claim_download(r.id, NOW)
+
+
+async def test_a_claim_given_back_can_be_taken_again(repo: SqlFileRepo) -> None:
+    r = record(max_downloads=1)
+    await repo.insert(r, token_digest("t"))
+    assert await repo.claim_download(r.id, NOW)
+    assert not await repo.claim_download(r.id, NOW)
+    await repo.end_download(r.id, completed=False, claimed=True)  # cut short
+    assert await repo.claim_download(r.id, NOW)
+    await repo.end_download(r.id, completed=True, claimed=True)
+    got = await repo.get(r.id)
+    assert got is not None and got.downloads == 1 and not got.available(NOW)
 
 
 async def test_unlimited_files_count_every_download(repo: SqlFileRepo) -> None:
     r = record()
     await repo.insert(r, token_digest("t"))
-    assert all([await repo.count_download(r.id, NOW) for _ in range(3)])
+    for _ in range(3):
+        await repo.end_download(r.id, completed=True, claimed=False)
     got = await repo.get(r.id)
     assert got is not None and got.downloads == 3 and got.downloads_left is None
 
 
-async def test_expired_files_do_not_count(repo: SqlFileRepo) -> None:
-    r = record(expires_at=NOW - timedelta(seconds=1))
+async def test_expired_files_cannot_be_claimed(repo: SqlFileRepo) -> None:
+    r = record(expires_at=NOW - timedelta(seconds=1), max_downloads=3)
     await repo.insert(r, token_digest("t"))
-    assert not await repo.count_download(r.id, NOW)
+    assert not await repo.claim_download(r.id, NOW)
+
+
+async def test_purge_lets_go_of_claims_left_by_a_dead_process(repo: SqlFileRepo) -> None:
+    r = record(max_downloads=1)
+    await repo.insert(r, token_digest("t"))
+    assert await repo.claim_download(r.id, NOW - timedelta(days=2))
+    assert not await repo.claim_download(r.id, NOW)
+    assert await repo.purge(NOW) == []
+    assert await repo.claim_download(r.id, NOW)
 
 
 async def test_delete_needs_the_right_token(repo: SqlFileRepo) -> None:

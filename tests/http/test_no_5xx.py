@@ -9,6 +9,7 @@ this checks the values nobody would put in a schema.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
@@ -22,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer, pg_database, start_server, stop_server
 
 OPENAPI = Path(__file__).parents[2] / "src" / "satchel" / "web" / "openapi.json"
 ROUTES = sorted(
@@ -67,13 +68,24 @@ _bodies = st.one_of(
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     root = tmp_path_factory.mktemp("fuzz")
     photos, data = root / "photos", root / "data"
     (photos / "demo").mkdir(parents=True)
     (photos / "demo" / "a.jpg").write_bytes(os.urandom(200))
-    live = start_server(photos, data, root, None, "--upload-token", "t")
+    with contextlib.ExitStack() as stack:
+        db = [] if request.param == "sqlite" else ["--db", stack.enter_context(pg_database())]
+        live = start_server(photos, data, root, None, "--upload-token", "t", *db)
+        yield from _prepared(live)
+    log = (root / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def _prepared(live: LiveServer) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+    """The server with a stored file and a tus upload that the drawn requests may hit."""
     status, body = _request(live, "POST", "/files/", {"Authorization": "Bearer t"}, b"x" * 100)
     assert status == 201
     known = {"id": json.loads(body)["id"], "folder": "demo"}
@@ -82,10 +94,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
     conn.request("POST", "/tus/", headers=headers)
     known["upload"] = conn.getresponse().headers["Location"].rstrip("/").rsplit("/", 1)[1]
     conn.close()
-    yield live, known
-    stop_server(live)
-    log = (root / "server.log").read_text()
-    assert "Traceback" not in log, log[-3000:]
+    try:
+        yield live, known
+    finally:
+        stop_server(live)
 
 
 def _request(

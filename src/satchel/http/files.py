@@ -222,10 +222,16 @@ async def download(request: web.Request) -> web.StreamResponse:
     except OSError as exc:
         log.error("File %s has a record but no bytes: %s", record.id, exc)
         raise FileNotFound() from exc
-    reaches_end = any(isinstance(p, tuple) and p[1] == record.size for p in parts)
     try:
-        if await _send(request, response, file, parts) and reaches_end:
-            await store.count_download(record.id)
+        if not any(isinstance(p, tuple) and p[1] == record.size for p in parts):
+            await _send(request, response, file, parts)  # a part: counts for nothing
+            return response
+        await store.start_download(record)
+        completed = False
+        try:
+            completed = await _send(request, response, file, parts)
+        finally:
+            await asyncio.shield(store.end_download(record, completed=completed))
     finally:
         await asyncio.shield(blocking(file.close))
     return response

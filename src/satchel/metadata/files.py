@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.files import StoredFile
 from satchel.metadata.tables import files
 
 _BATCH = 500
+# Claims this old, with none newer, were left by a process that died mid-download.
+CLAIM_LEASE = timedelta(days=1)
 
 
 def utc(value: datetime) -> datetime:
@@ -62,20 +64,32 @@ class SqlFileRepo:
             row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
 
-    async def count_download(self, file_id: str, now: datetime) -> bool:
-        # One statement, so concurrent downloads on any number of workers count exactly.
+    async def claim_download(self, file_id: str, now: datetime) -> bool:
+        # One statement, so racing downloads on any number of workers and instances
+        # claim exactly: PostgreSQL re-checks the WHERE under the row's lock, and
+        # SQLite runs one writer at a time.
         stmt = (
             update(files)
             .where(
                 files.c.id == file_id,
                 files.c.expires_at > now,
-                or_(files.c.max_downloads.is_(None), files.c.downloads < files.c.max_downloads),
+                files.c.downloads + files.c.claims < files.c.max_downloads,
             )
-            .values(downloads=files.c.downloads + 1)
-            .returning(files.c.downloads)
+            .values(claims=files.c.claims + 1, claimed_at=now)
+            .returning(files.c.id)
         )
         async with self._engine.begin() as conn:
             return (await conn.execute(stmt)).first() is not None
+
+    async def end_download(self, file_id: str, *, completed: bool, claimed: bool) -> None:
+        values: dict[str, Any] = {}
+        if completed:
+            values["downloads"] = files.c.downloads + 1
+        if claimed:  # never below 0: a stale claim may have been let go meanwhile
+            values["claims"] = case((files.c.claims > 0, files.c.claims - 1), else_=0)
+        if values:
+            async with self._engine.begin() as conn:
+                await conn.execute(update(files).where(files.c.id == file_id).values(**values))
 
     async def delete(self, file_id: str, delete_token_sha256: str) -> bool:
         stmt = (
@@ -87,6 +101,7 @@ class SqlFileRepo:
             return (await conn.execute(stmt)).first() is not None
 
     async def purge(self, now: datetime) -> list[str]:
+        stale = update(files).where(files.c.claims > 0, files.c.claimed_at < now - CLAIM_LEASE)
         stmt = (
             delete(files)
             .where(
@@ -98,6 +113,7 @@ class SqlFileRepo:
             .returning(files.c.id)
         )
         async with self._engine.begin() as conn:
+            await conn.execute(stale.values(claims=0))  # left by a process that died
             return [row.id for row in await conn.execute(stmt)]
 
     async def known(self, ids: Sequence[str]) -> set[str]:

@@ -43,8 +43,11 @@ files = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("max_downloads", Integer, nullable=True),
-    Column("downloads", Integer, nullable=False, server_default="0"),
+    Column("downloads", Integer, nullable=False, server_default="0"),  # completed ones
     Column("delete_token_sha256", Text, nullable=False),
+    # Whole downloads in progress: each holds one of the downloads left until it ends.
+    Column("claims", Integer, nullable=False, server_default="0"),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
     Index("files_expires_at", "expires_at"),
 )
 
