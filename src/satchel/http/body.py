@@ -9,9 +9,13 @@ parser never saw the body and cannot find where the next request starts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import os
 import socket
+import sys
+import termios
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,6 +24,7 @@ from aiohttp import web
 
 from satchel.errors import MalformedBody, UnsupportedMediaType
 from satchel.filestore import Body, ChunkBody
+from satchel.http.keys import SETTINGS
 from satchel.http.streaming import fd_ready, plain_socket
 from satchel.throttle import Shaper
 
@@ -39,7 +44,8 @@ def request_body(request: web.Request, shaper: Shaper | None) -> Iterator[Body]:
     Not for speed-limited uploads (a ``shaper``): they pay for each read before the
     next, and a read here can be a whole block.
     """
-    direct = None if shaper is not None else SocketBody.take(request)
+    stall = request.app[SETTINGS].read_timeout
+    direct = None if shaper is not None else SocketBody.take(request, stall / 4)
     if direct is None:
         yield ChunkBody(body_chunks(request))
         return
@@ -91,13 +97,16 @@ def close_if_taken(request: web.Request, response: web.Response) -> web.Response
 class SocketBody:
     """A ``Content-Length`` body read from a duplicate of the connection's socket."""
 
-    def __init__(self, sock: socket.socket, pending: list[bytes], left: int) -> None:
+    def __init__(
+        self, sock: socket.socket, pending: list[bytes], left: int, progress_every: float
+    ) -> None:
         self._sock = sock
         self._pending = memoryview(b"".join(pending))  # what aiohttp had read already
         self._left = left  # what is still in the socket
+        self._progress_every = progress_every
 
     @classmethod
-    def take(cls, request: web.Request) -> SocketBody | None:
+    def take(cls, request: web.Request, progress_every: float) -> SocketBody | None:
         """Take the body from aiohttp, or None where it must stay there: small,
         chunked, compressed (aiohttp decodes it), or not a plain socket (TLS)."""
         length = request.content_length
@@ -124,7 +133,8 @@ class SocketBody:
         transport.pause_reading()
         request[_TAKEN] = True
         left = length - sum(map(len, pending))
-        return cls(socket.socket(fileno=os.dup(sock.fileno())), pending, left)
+        sock = socket.socket(fileno=os.dup(sock.fileno()))
+        return cls(sock, pending, left, progress_every)
 
     async def ready(self) -> None:
         if not self._pending and self._left:
@@ -154,9 +164,25 @@ class SocketBody:
 
     async def _readable(self, wanted: int) -> None:
         """Wait until ``wanted`` bytes are there, or _WAKE_AT, whichever is fewer: waking
-        for every 64 KiB costs more CPU than the rest of the upload path."""
+        for every 64 KiB costs more CPU than the rest of the upload path.
+
+        A slow sender may take longer than the stall timeout to fill that much, so every
+        ``progress_every`` s it returns anyway if any byte is waiting: the caller reads
+        it, and the stall timer sees the progress.
+        """
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(wanted, _WAKE_AT))
-        await fd_ready(self._sock)
+        while True:
+            try:
+                async with asyncio.timeout(self._progress_every):
+                    return await fd_ready(self._sock)
+            except TimeoutError:
+                if self._waiting() > 0:
+                    return
+
+    def _waiting(self) -> int:
+        """Bytes the kernel holds for us (SIOCINQ)."""
+        queued = fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return int.from_bytes(queued, sys.byteorder)
 
     def close(self) -> None:
         self._sock.close()
