@@ -112,3 +112,52 @@ def test_pause_resume_and_errors_in_plain_words(
     with urllib.request.urlopen(link.get_attribute("href")) as resp:
         assert resp.read() == small.read_bytes()
     context.close()
+
+
+def test_finished_uploads_outlive_a_reload_and_delete_with_the_upload_token(
+    browser: Any, photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "report.pdf", tmp_path / "photo.jpg"
+    first.write_bytes(os.urandom(300_000))
+    second.write_bytes(os.urandom(1000))
+    with serving(photos, data_dir, tmp_path, "--upload-token", "page-token") as server:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(server.url + "/")
+        assert page.is_hidden("#demo")  # this server has no demo folder
+        page.fill("#token", "page-token")
+        page.set_input_files("#files", [str(first), str(second)])
+        page.wait_for_selector("#done .row:nth-child(2) .expires:has-text('Kept until')")
+
+        page.reload()
+        assert page.input_value("#token") == ""  # not kept unless asked for
+        rows = page.locator("#done .row")
+        assert rows.count() == 2 and page.is_visible("#done-section")
+        page.fill("#token", "page-token")
+        row = page.locator("#done .row", has_text="report.pdf")
+        report = str(row.locator("a.download").get_attribute("href"))
+        row.locator("button.delete").click()
+        row.locator(".note:has-text('Deleted')").wait_for()
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(report)
+        assert gone.value.code == 404
+        gone.value.close()
+
+        page.locator("#done .row", has_text="photo.jpg").locator("button.forget").click()
+        page.reload()
+        assert page.locator("#done .row").count() == 0 and page.is_hidden("#done-section")
+        context.close()
+    log = (tmp_path / "server.log").read_text()
+    assert "token=" not in log.replace("token=[redacted]", "")  # the page never sent it in a URL
+
+
+def test_the_demo_button_shows_only_where_the_demo_folder_is(
+    browser: Any, photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    (photos / "7kna").mkdir()
+    (photos / "7kna" / "a.jpg").write_bytes(b"demo")
+    with serving(photos, data_dir, tmp_path) as server:
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("#demo a", state="visible")
+        page.close()

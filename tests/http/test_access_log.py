@@ -98,3 +98,31 @@ async def test_no_access_log_writes_no_lines(photos: Path, data_dir: Path, tmp_p
         await get(server, "/healthz")
         await get(server, "/nope")
     assert "satchel.access" not in server.log.read_text()
+
+
+async def test_tokens_in_urls_never_reach_the_log_and_the_server_names_no_versions(
+    photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    with serving(photos, data_dir, tmp_path) as server:
+        file_id = upload(server, b"x" * 100)
+        secret = "s3cr3t-Value_0"
+        port = int(server.url.rsplit(":", 1)[1])
+        targets = [
+            f"/files/{file_id}/?token={secret}",
+            f"/files/{file_id}/?a=1&Delete_Token={secret}&b=2",
+            f"/check/{file_id}?access_token={secret};x=1",
+        ]
+        for target in targets:
+            await get(server, target, f"Referer: http://site/?token={secret}")
+        status, head, _ = await raw_get("127.0.0.1", port, "/healthz")
+        assert status == 200 and b"\r\nServer: satchel\r\n" in head
+        lines = access_lines(server, 1 + len(targets) + 1)
+        assert secret not in server.log.read_text()
+        requests = [m["request"] for m in lines[1:4]]
+        assert requests[0] == f"GET /files/{file_id}/?token=[redacted] HTTP/1.1"
+        assert "a=1&Delete_Token=[redacted]&b=2" in requests[1]
+        assert all(m["referer"] == "http://site/?token=[redacted]" for m in lines[1:4])
+    # aiohttp's own answer to a malformed request names no versions either
+    with serving(photos, data_dir, tmp_path) as server:
+        status, head, _ = await raw_get("127.0.0.1", int(server.url.rsplit(":", 1)[1]), "/ x y")
+        assert status == 400 and b"Python" not in head and b"aiohttp" not in head

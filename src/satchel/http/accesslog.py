@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 
@@ -64,15 +65,28 @@ class _AccessLog(AbstractAccessLogger):
         headers = request.headers
         client = client_address(request.remote, headers, self._trusted, self._header)
         version = request.version
+        target = f"{request.method} {_redacted(request.raw_path)} HTTP/{version[0]}.{version[1]}"
+        referer = _redacted(headers.get("Referer", "-"))
         line = (
             f"{self._stamp},{int(now % 1 * 1000):03d} INFO satchel.access: {client} "
-            f'"{_quoted(f"{request.method} {request.raw_path} HTTP/{version[0]}.{version[1]}")}" '
+            f'"{_quoted(target)}" '
             f"{response.status} {response.body_length + request.get(DIRECT_BYTES, 0)} "
-            f'"{_quoted(headers.get("Referer", "-"))}" "{_quoted(headers.get("User-Agent", "-"))}" '
+            f'"{_quoted(referer)}" "{_quoted(headers.get("User-Agent", "-"))}" '
             f"{took:.6f}s\n"
         )
         with contextlib.suppress(OSError):  # a full disk must not fail the request
             os.write(self._fd, line.encode())
+
+
+def _redacted(target: str) -> str:
+    """The request target without the values of ``token``-like query parameters: a
+    delete link opened in a browser must not leave its token in the log."""
+    if "token" not in target.lower():
+        return target
+    return _TOKEN_VALUE.sub(r"\1[redacted]", target)
+
+
+_TOKEN_VALUE = re.compile(r"([^?&;=]*token=)[^&;#]*", re.IGNORECASE)
 
 
 def _quoted(value: str) -> str:

@@ -1,6 +1,6 @@
 """The routes, each handler wrapped; what no route matches gets a catalogued 404 or 405."""
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.typedefs import Handler
 
 from satchel.errors import ArchiveNotFound, MethodNotAllowed, NotFound
@@ -13,6 +13,11 @@ def setup_routes(app: web.Application, *, per_client: bool) -> None:
     """Every route's handler is wrapped: errors answered from the catalogue and, with
     per-client limits, the client counted. Wrappers, not middlewares, because aiohttp
     adds two layers to every request once any middleware is set (bench/RESULTS.md)."""
+
+    # aiohttp names itself and Python, with versions, in every answer's Server header,
+    # its own 400s included: an attacker's shopping list. One global, set here, rather
+    # than a response-prepare signal that would run on every request.
+    web_response.SERVER_SOFTWARE = "satchel"  # type: ignore[attr-defined]
 
     def h(handler: Handler) -> Handler:
         return catalogued(limited(handler) if per_client else handler)

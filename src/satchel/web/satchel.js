@@ -64,6 +64,11 @@ function request(method, url, { headers = {}, body = null, onProgress = null, tr
   });
 }
 
+function auth() {
+  const token = $("#token").value.trim();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 function serverMessage(xhr) {
   try { return JSON.parse(xhr.responseText).message; } catch { return ""; }
 }
@@ -84,8 +89,7 @@ class Upload {
   }
 
   headers(extra = {}) {
-    const token = $("#token").value.trim();
-    return { ...TUS, ...(token ? { Authorization: `Bearer ${token}` } : {}), ...extra };
+    return { ...TUS, ...auth(), ...extra };
   }
 
   async run() {
@@ -167,13 +171,15 @@ class Upload {
   done(xhr) {
     localStorage.removeItem(this.key);
     this.progress(this.file.size);
-    this.view.finished({
+    const links = {
       name: this.file.name,
       size: this.file.size,
       download: xhr.getResponseHeader("Satchel-Download"),
       check: xhr.getResponseHeader("Satchel-Check"),
       delete: xhr.getResponseHeader("Satchel-Delete"),
-    });
+    };
+    this.view.finished(links);
+    remember(links);
     return true;
   }
 
@@ -226,6 +232,40 @@ function uploadRow(file) {
   return upload;
 }
 
+// -- finished uploads, kept in this browser until they expire or are forgotten ---------
+
+const FINISHED = "satchel-finished";
+
+function kept() {
+  try { return JSON.parse(localStorage.getItem(FINISHED)) || []; } catch { return []; }
+}
+
+function keep(list) { localStorage.setItem(FINISHED, JSON.stringify(list)); }
+
+async function remember(links) {
+  keep([...kept().filter((l) => l.download !== links.download), links]);
+  const check = await fetch(links.check).then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  if (check) {
+    keep(kept().map((l) => (l.download === links.download ? { ...l, expires: check.expires_at } : l)));
+    showExpiry(links.download, check.expires_at);
+  }
+}
+
+function forget(download) { keep(kept().filter((l) => l.download !== download)); }
+
+function showExpiry(download, expires) {
+  const row = [...document.querySelectorAll("#done .row")].find((r) => r.dataset.download === download);
+  if (row && expires) row.querySelector(".expires").textContent = `Kept until ${new Date(expires).toLocaleString()}.`;
+}
+
+async function deleteFile(links) {
+  // The delete token goes in a header: a URL with it would land in access logs.
+  const url = new URL(links.delete, window.location.href);
+  const token = url.searchParams.get("token") || "";
+  url.search = "";
+  return request("DELETE", url.href, { headers: { ...auth(), "X-Delete-Token": token } });
+}
+
 function finishedRow(links) {
   const row = $("#done-template").content.firstElementChild.cloneNode(true);
   const anchor = row.querySelector("a.download");
@@ -240,18 +280,33 @@ function finishedRow(links) {
       setTimeout(() => { e.target.textContent = "Copy"; }, 1500);
     });
   }
+  row.dataset.download = links.download;
   row.querySelector("button.delete").addEventListener("click", async (e) => {
-    const xhr = await request("DELETE", links.delete);
+    const xhr = await deleteFile(links);
     if (xhr.status === 204 || xhr.status === 404) {
       row.classList.add("deleted");
       e.target.disabled = true;
       row.querySelector(".note").textContent = "Deleted: the links no longer work.";
+      forget(links.download);
     } else {
       row.querySelector(".note").textContent = explain(xhr.status, serverMessage(xhr)).text;
     }
   });
+  row.querySelector("button.forget").addEventListener("click", () => {
+    forget(links.download);
+    row.remove();
+    $("#done-section").hidden = !$("#done .row");
+  });
   $("#done").prepend(row);
   $("#done-section").hidden = false;
+  showExpiry(links.download, links.expires);
+}
+
+function showKept() {
+  const now = Date.now();
+  const alive = kept().filter((l) => !l.expires || Date.parse(l.expires) > now);
+  keep(alive);
+  for (const links of alive) finishedRow(links);
 }
 
 function add(files) {
@@ -281,9 +336,21 @@ function setUp() {
   }
   zone.addEventListener("drop", (e) => { e.preventDefault(); add(e.dataTransfer.files); });
 
+  // The upload token stays in this browser only when the person asks for it.
   const token = $("#token");
+  const rememberToken = $("#remember-token");
   token.value = localStorage.getItem("satchel-token") || "";
-  token.addEventListener("change", () => localStorage.setItem("satchel-token", token.value.trim()));
+  rememberToken.checked = Boolean(token.value);
+  const saveToken = () => {
+    if (rememberToken.checked && token.value.trim()) localStorage.setItem("satchel-token", token.value.trim());
+    else localStorage.removeItem("satchel-token");
+  };
+  token.addEventListener("change", saveToken);
+  rememberToken.addEventListener("change", saveToken);
+  showKept();
+
+  // The demo folder exists only where `satchel admin demo` made it.
+  fetch("/archive/7kna/", { method: "HEAD" }).then((r) => { $("#demo").hidden = !r.ok; }).catch(() => {});
 
   window.addEventListener("offline", () => { $("#network").textContent = "You are offline; uploads resume when the connection is back."; });
   window.addEventListener("online", () => { $("#network").textContent = ""; });
