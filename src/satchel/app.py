@@ -11,7 +11,8 @@ from importlib import resources
 
 from aiohttp import web
 
-from satchel.archive import Archives, blocking
+from satchel.archive import Archives
+from satchel.blocking import blocking
 from satchel.clients import parse_networks
 from satchel.config import Settings
 from satchel.filestore import FileStore

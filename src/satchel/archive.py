@@ -16,13 +16,14 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, ParamSpec, Protocol, TypeVar
+from typing import BinaryIO, Protocol
 
 from zlib_ng.zlib_ng import crc32
 
+from satchel.blocking import blocking
 from satchel.errors import ArchiveChanged, ArchiveNotFound, BadRequest, Conflict
 from satchel.storage.local import TempFile
 from satchel.zipstream import Layout, Limits, Member, Part, arrange
@@ -32,13 +33,6 @@ log = logging.getLogger("satchel.archive")
 
 LOOK_AHEAD = 2  # entries whose CRCs are computed while the current body is sent
 FOLDER_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-async def blocking(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """The one way async code runs a blocking call (stat, open, read)."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from satchel.archive import blocking
+from satchel.blocking import blocking
 from satchel.errors import (
     BadRequest,
     DigestMismatch,

@@ -25,7 +25,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from satchel.archive import blocking
+from satchel.blocking import blocking
 from satchel.errors import (
     BadRequest,
     ChecksumMismatch,

@@ -11,12 +11,12 @@ from aiohttp import web
 from satchel.archive import (
     ArchiveSender,
     Manifest,
-    blocking,
     folder_temp,
     member_path,
     place,
     remove_member,
 )
+from satchel.blocking import blocking
 from satchel.errors import (
     ArchiveChanged,
     ArchiveNotFound,

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from aiohttp import BodyPartReader, web
 
-from satchel.archive import blocking
+from satchel.blocking import blocking
 from satchel.errors import (
     BadRequest,
     FileNotFound,

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from satchel.archive import blocking
+from satchel.blocking import blocking
 from satchel.errors import PreconditionFailed, RangeNotSatisfiable
 from satchel.http.accesslog import DIRECT_BYTES
 from satchel.http.keys import SETTINGS
