@@ -90,6 +90,15 @@ def pg_database() -> Iterator[str]:
         asyncio.run(_drop_pg_database(url))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    if request.param == "sqlite":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{data_dir / 'satchel.sqlite3'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 class LiveServer:
     def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         self.url = url

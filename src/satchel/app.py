@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -35,7 +36,8 @@ from satchel.metadata.crc import SqlCrcStore
 from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.files import SqlFileRepo
 from satchel.metadata.tus import SqlUploadRepo
-from satchel.storage.local import LocalStorage
+from satchel.space import Ballast, Space
+from satchel.storage.local import LocalStorage, free_bytes
 from satchel.throttle import Throttle
 from satchel.tusstore import TusStore
 from satchel.zipstream import Limits
@@ -51,25 +53,33 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
     app[THROTTLE] = Throttle(rates)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)
 
+    reserve = settings.disk_reserve
+
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
         await blocking(settings.data.mkdir, parents=True, exist_ok=True)
         engine = create_engine(settings.db_url)
         try:
             await migrate(engine)
             app[ENGINE] = engine
-            app[ARCHIVES] = Archives(settings.photos, SqlCrcStore(engine), limits)
+            photos_room = Space(functools.partial(free_bytes, settings.photos), reserve)
+            app[ARCHIVES] = Archives(settings.photos, SqlCrcStore(engine), limits, photos_room)
+            uploads = SqlUploadRepo(engine)
+            storage = await blocking(LocalStorage, settings.data)
             app[FILESTORE] = store = FileStore(
                 SqlFileRepo(engine),
-                await blocking(LocalStorage, settings.data),
-                FileLimits(
-                    settings.max_upload_size,
-                    settings.disk_reserve,
-                    settings.read_timeout,
+                storage,
+                FileLimits(settings.max_upload_size, reserve, settings.read_timeout),
+                space=Space(
+                    storage.free_bytes,
+                    reserve,
+                    uploads.unfinished_rest,
+                    Ballast(settings.data / "ballast"),
                 ),
             )
+            await store.space.refill()
             app[TUSSTORE] = tus = await blocking(
                 TusStore,
-                SqlUploadRepo(engine),
+                uploads,
                 store,
                 settings.data,
                 timedelta(hours=settings.tus_expiry_hours),
@@ -100,6 +110,7 @@ async def _purge_every(store: FileStore, tus: TusStore, seconds: float) -> None:
         try:
             await tus.purge()
             await store.purge()
+            await store.space.refill()
         except Exception:
             log.exception("Purging expired files failed; trying again in %g s", seconds)
 

@@ -25,6 +25,7 @@ from zlib_ng.zlib_ng import crc32
 
 from satchel.blocking import blocking
 from satchel.errors import ArchiveChanged, ArchiveNotFound, BadRequest, Conflict
+from satchel.space import Space
 from satchel.storage.local import TempFile
 from satchel.zipstream import Layout, Limits, Member, Part, arrange
 from satchel.zipstream.names import segment_reason, unsafe_reason
@@ -417,6 +418,7 @@ class Archives:
     root: Path
     store: CrcStore
     limits: Limits = Limits()
+    space: Space | None = None  # the photos root's room, for files written into folders
 
     async def remember(self, folder: str, name: str, st: os.stat_result, crc: int) -> None:
         """Cache the CRC of a file just written into a folder (it was computed on the way in)."""

@@ -61,6 +61,10 @@ class FileRepo(Protocol):
         """A whole download ended: count it if ``completed``; give its claim back."""
         ...
 
+    async def owns(self, file_id: str, delete_token_sha256: str) -> bool:
+        """Whether ``file_id`` has a record with this delete token."""
+        ...
+
     async def delete(self, file_id: str, delete_token_sha256: str) -> bool:
         """Remove the record if the token matches; True if it was removed."""
         ...

@@ -43,13 +43,13 @@ from satchel.files import (
     new_id,
     token_digest,
 )
+from satchel.space import Promise, Space
 from satchel.storage.local import Digests, LocalStorage, TempFile, disk_full, hash_file
 from satchel.storage.ring import BlockRing
 from satchel.throttle import Shaper
 
 log = logging.getLogger("satchel.files")
 
-_SPACE_CHECK_EVERY = 64 * 1024 * 1024
 _CHECK_CACHE_SIZE = 10_000
 
 
@@ -101,26 +101,30 @@ def parse_digests(headers: Mapping[str, str]) -> bytes | None:
 
 class FileStore:
     def __init__(
-        self, repo: FileRepo, storage: LocalStorage, limits: Limits, check_ttl: float = 1.0
+        self,
+        repo: FileRepo,
+        storage: LocalStorage,
+        limits: Limits,
+        check_ttl: float = 1.0,
+        space: Space | None = None,
     ) -> None:
         self.repo = repo
         self.storage = storage
         self.limits = limits
+        self.space = space or Space(storage.free_bytes, limits.disk_reserve)
         self.check_ttl = check_ttl
         self._checked: dict[str, _Checked] = {}
 
     # -- admission, before any byte is read -------------------------------------------
 
-    async def admit(self, length: int | None) -> None:
+    async def admit(self, length: int | None, space: Space | None = None) -> None:
         """413 or 507 for a declared length, before the body is read."""
         if length is not None and length > self.limits.max_upload_size:
             raise PayloadTooLarge(
                 f"The upload has {length} bytes; this server accepts at most "
                 f"{self.limits.max_upload_size}. Nothing was stored."
             )
-        free = await blocking(self.storage.free_bytes)
-        if free - (length or 0) < self.limits.disk_reserve:
-            raise InsufficientStorage()
+        await (space or self.space).admit(length)
 
     # -- storing ---------------------------------------------------------------------
 
@@ -203,6 +207,7 @@ class FileStore:
         body: Body,
         create: Callable[[], TempFile] | None = None,
         shaper: Shaper | None = None,
+        space: Space | None = None,
     ) -> TempFile:
         """Stream into a temp file (fsynced), hashing on the way; nothing kept on error.
 
@@ -215,7 +220,7 @@ class FileStore:
         ring: BlockRing | None = None
         try:
             ring = BlockRing([temp.digest, temp.store])
-            async with self.intake(shaper) as intake:
+            async with self.intake(shaper, body.declared, space) as intake:
                 while True:
                     await body.ready()  # then take a block: see BlockRing
                     block, filled = await ring.take(), 0
@@ -229,6 +234,9 @@ class FileStore:
                         break
             await ring.close()
             await blocking(temp.finish)
+            # The looks while it grew saw the disk behind the ring's unwritten blocks:
+            # now that every byte is down, it must still leave the reserve free.
+            await (space or self.space).check()
         except BaseException as exc:
             if ring is not None:  # its threads may still use the file: let them finish
                 await ring.abort()
@@ -239,13 +247,19 @@ class FileStore:
         return temp
 
     @contextlib.asynccontextmanager
-    async def intake(self, shaper: Shaper | None) -> AsyncIterator[Intake]:
+    async def intake(
+        self, shaper: Shaper | None, declared: int | None, space: Space | None = None
+    ) -> AsyncIterator[Intake]:
         """Hold a request body to the read timeout, the speed limit and the disk reserve
-        while it streams in (a 408 when it stalls)."""
+        while it streams in (a 408 when it stalls); its ``declared`` length (None:
+        unknown) is promised on ``space`` until it ends."""
         seconds = self.limits.read_timeout
+        space = space or self.space
         try:
-            async with asyncio.timeout(seconds) as deadline:
-                yield Intake(self, deadline, shaper)
+            with space.promise(declared) as promise:
+                await space.check()  # others may have taken the room since admission
+                async with asyncio.timeout(seconds) as deadline:
+                    yield Intake(self, deadline, shaper, promise)
         except TimeoutError as exc:
             raise RequestTimeout(
                 f"No body bytes for {seconds:g} s; the upload was dropped."
@@ -329,10 +343,15 @@ class FileStore:
         await self.repo.end_download(record.id, completed=completed, claimed=claimed)
 
     async def delete(self, file_id: str, token: str) -> bool:
+        """Remove the file if ``token`` is its delete token. The bytes go first: on a
+        full disk they are the room the database needs to delete the row. (A record
+        left without bytes by a crash in between answers 404, and is purged.)"""
         self._checked.pop(file_id, None)
-        if not await self.repo.delete(file_id, token_digest(token)):
+        digest = token_digest(token)
+        if not await self.repo.owns(file_id, digest):  # a read: works on a full disk
             return False
         await blocking(self.storage.remove, file_id)
+        await self.space.freeing(lambda: self.repo.delete(file_id, digest))
         return True
 
     # -- housekeeping ----------------------------------------------------------------
@@ -390,6 +409,8 @@ def _new_record(
 class Body(Protocol):
     """A request body, read into the caller's memory."""
 
+    declared: int | None  # its length, where the client said it
+
     async def ready(self) -> None:
         """Wait until there are bytes to read, or the body has ended."""
         ...
@@ -402,8 +423,9 @@ class Body(Protocol):
 class ChunkBody:
     """A body that arrives as chunks (aiohttp's stream, a multipart part), copied in."""
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], declared: int | None = None) -> None:
         self._chunks = chunks
+        self.declared = declared
         self._left = memoryview(b"")
 
     async def ready(self) -> None:
@@ -425,17 +447,23 @@ class Intake:
       stall/8 s (a timer per chunk would cost more than the hashing).
     - Each chunk is paid for under the speed limit before the next is read, so TCP
       back-pressure slows the sender; time spent waiting for the limit is not a stall.
-    - Free space is checked every 64 MiB.
+    - Free space is checked as it grows (see :class:`Space`).
     """
 
-    def __init__(self, store: FileStore, deadline: asyncio.Timeout, shaper: Shaper | None):
-        self._store = store
+    def __init__(
+        self,
+        store: FileStore,
+        deadline: asyncio.Timeout,
+        shaper: Shaper | None,
+        promise: Promise,
+    ) -> None:
         self._deadline = deadline
         self._shaper = shaper
+        self._promise = promise
         self._stall = store.limits.read_timeout
         self._clock = asyncio.get_running_loop().time
         self._pushed = self._clock()
-        self._next_space_check = _SPACE_CHECK_EVERY
+        self._next_space_check = promise.space.check_every
         self.received = 0
 
     async def took(self, size: int) -> None:
@@ -446,11 +474,10 @@ class Intake:
         elif self._clock() - self._pushed > self._stall / 8:
             self._push()
         self.received += size
+        self._promise.took(size)
         if self.received >= self._next_space_check:
-            self._next_space_check += _SPACE_CHECK_EVERY
-            store = self._store
-            if await blocking(store.storage.free_bytes) < store.limits.disk_reserve:
-                raise InsufficientStorage()
+            self._next_space_check += self._promise.space.check_every
+            await self._promise.space.check()
 
     def _push(self) -> None:
         self._pushed = self._clock()

@@ -93,6 +93,11 @@ class UploadRepo(Protocol):
         """Remove the records that expired; their ids."""
         ...
 
+    async def unfinished_rest(self, other_than: str | None = None) -> int:
+        """Bytes still to come of the unfinished, unexpired uploads of known length,
+        ``other_than`` aside: what they were promised on the disk."""
+        ...
+
 
 def parse_number(name: str, value: str | None) -> int | None:
     """A non-negative integer header, or None if absent; 400 if malformed."""

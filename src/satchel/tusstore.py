@@ -162,7 +162,7 @@ class TusStore:
     ) -> Upload:
         """Write one PATCH body at ``offset`` into ``upload`` (as the caller looked it up);
         the upload as acknowledged afterwards."""
-        self.admit(upload, offset, None)  # 409 rather than 423 when both
+        _at(upload, offset)  # 409 rather than 423 when both
         async with self._held(upload) as fd:
             # another process may have moved the upload before we held it
             upload = _at(await self.get(upload.id), offset)
@@ -183,15 +183,20 @@ class TusStore:
                     upload = await self._finish(upload)
         return upload
 
-    def admit(self, upload: Upload, offset: int, size: int | None) -> None:
+    async def admit(self, upload: Upload, offset: int, size: int | None) -> None:
         """409 for a PATCH at the wrong offset, then 413 for one whose declared ``size``
-        goes past the upload's length: before the body is read."""
+        goes past the upload's length, then 507 if it has no room: before the body is
+        read. The 507 says where the upload stands."""
         _at(upload, offset)
         if size is not None and upload.length is not None and offset + size > upload.length:
             raise PayloadTooLarge(
                 f"The chunk has {size} bytes, but the upload ends {upload.length - offset} "
                 f"bytes after Upload-Offset {offset}."
             )
+        try:
+            await self.files.space.admit(size, upload_id=upload.id)
+        except InsufficientStorage as exc:
+            raise _no_room(offset) from exc
 
     async def settle(self, upload: Upload) -> Upload:
         """Finish an upload whose bytes are all in but which is not yet a stored file
@@ -261,7 +266,7 @@ class TusStore:
         filled = 0
         try:
             ring = BlockRing(stages)
-            async with self.files.intake(shaper) as intake:
+            async with self.files.intake(shaper, body.declared) as intake:
                 size = -start % ALIGN or BLOCK_SIZE  # then every block starts aligned
                 while True:
                     await body.ready()  # then take a block: see BlockRing
@@ -306,17 +311,18 @@ class TusStore:
             await asyncio.shield(self._acknowledge(upload, fd, end))
             self._keep_running(upload, digests, end)
             if full:
-                raise InsufficientStorage(
-                    f"The server has no room for more bytes of this upload. It keeps {end} "
-                    f"bytes: resume at Upload-Offset {end} later.",
-                    headers={"Upload-Offset": str(end)},
-                ) from exc
+                raise _no_room(end) from exc
             raise
         finally:
             appender.close()
         end = start + appender.written
         await asyncio.shield(self._acknowledge(upload, fd, end))
         self._keep_running(upload, digests, end)
+        if end != upload.length:  # as for a plain upload, once every byte is down
+            try:
+                await self.files.space.check()
+            except InsufficientStorage as exc:
+                raise _no_room(end) from exc
         return end
 
     def _running(self, upload: Upload) -> Digests | None:
@@ -365,9 +371,12 @@ class TusStore:
     async def terminate(self, upload_id: str) -> None:
         upload = await self.get(upload_id)
         async with self._held(upload):
-            await self.repo.delete(upload.id)
             await blocking(self.path(upload.id).unlink, missing_ok=True)
             self._digests.pop(upload.id, None)
+        # The bytes first, their file closed so its blocks are free: on a full disk they
+        # are the room the database needs to delete the row. (Not truncated: a finished
+        # upload's bytes may be the stored file's too, by a hard link.)
+        await self.files.space.freeing(lambda: self.repo.delete(upload.id))
 
     async def purge(self) -> int:
         """Remove expired uploads, finished or not (a finished one's file lives on)."""
@@ -384,6 +393,14 @@ def _at(upload: Upload, offset: int) -> Upload:
     if offset != upload.offset:
         raise Conflict(f"Upload-Offset is {offset}, but the upload is at {upload.offset}.")
     return upload
+
+
+def _no_room(end: int) -> InsufficientStorage:
+    return InsufficientStorage(
+        f"The server has no room for more bytes of this upload. It keeps {end} "
+        f"bytes: resume at Upload-Offset {end} later.",
+        headers={"Upload-Offset": str(end)},
+    )
 
 
 def _copy_into(fd: int, sources: list[Path]) -> None:

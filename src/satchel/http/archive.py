@@ -120,13 +120,13 @@ async def put_member(request: web.Request) -> web.Response:
     root = request.app[SETTINGS].photos
     folder, name = request.match_info["folder"], request.match_info["path"]
     segments = member_path(folder, name)
-    store = request.app[FILESTORE]
-    await store.admit(request.content_length)
+    store, room = request.app[FILESTORE], request.app[ARCHIVES].space
+    await store.admit(request.content_length, room)
     await send_continue(request)
     digest = parse_digests(request.headers)
     with upload_shaping(request) as shaper, request_body(request, shaper) as source:
         temp = await store.receive(
-            source, create=functools.partial(folder_temp, root), shaper=shaper
+            source, create=functools.partial(folder_temp, root), shaper=shaper, space=room
         )
     try:
         if digest is not None and temp.sha256 != digest:

@@ -47,7 +47,9 @@ def request_body(request: web.Request, shaper: Shaper | None) -> Iterator[Body]:
     stall = request.app[SETTINGS].read_timeout
     direct = None if shaper is not None else SocketBody.take(request, stall / 4)
     if direct is None:
-        yield ChunkBody(body_chunks(request))
+        coded = request.headers.get("Content-Encoding", "identity").strip().lower()
+        declared = request.content_length if coded in ("", "identity") else None
+        yield ChunkBody(body_chunks(request), declared)
         return
     try:
         yield direct
@@ -103,6 +105,7 @@ class SocketBody:
         self._sock = sock
         self._pending = memoryview(b"".join(pending))  # what aiohttp had read already
         self._left = left  # what is still in the socket
+        self.declared: int | None = len(self._pending) + left
         self._progress_every = progress_every
 
     @classmethod

@@ -17,12 +17,15 @@ from aiohttp.web_protocol import RequestPayloadError
 from satchel.errors import (
     ArchiveNotFound,
     ConnectionLost,
+    InsufficientStorage,
     MalformedBody,
     SatchelError,
     for_status,
 )
 from satchel.http.accesslog import STARTED
 from satchel.http.body import close_if_taken
+from satchel.metadata.db import database_full
+from satchel.storage.local import disk_full
 
 log = logging.getLogger("satchel.http")
 
@@ -116,11 +119,15 @@ def catalogued(handler: Handler) -> Handler:
             if exc.status < 400:
                 raise
             error = for_status(exc.status)(f"{exc.reason}.")
-        except Exception:
+        except Exception as exc:
             if request.writer.output_size:  # the answer has begun: aiohttp closes the connection
                 raise
-            log.exception("%s %s failed", request.method, request.path)
-            error = SatchelError("The server failed; the cause is in its log.")
+            if disk_full(exc) or database_full(exc):  # with no reserve left, or none set
+                log.warning("%s %s: the disk is full (%s)", request.method, request.path, exc)
+                error = InsufficientStorage()
+            else:
+                log.exception("%s %s failed", request.method, request.path)
+                error = SatchelError("The server failed; the cause is in its log.")
         extra = error.details.get("headers")
         headers = dict(extra) if isinstance(extra, Mapping) else None
         return render_error(

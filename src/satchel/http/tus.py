@@ -174,7 +174,7 @@ async def patch(request: web.Request) -> web.StreamResponse:
     upload = await store.get(request.match_info["id"])  # 404, 409, 413 before 100
     if upload.final:
         raise Forbidden("A final upload is assembled from its parts: PATCH the partial uploads.")
-    store.admit(upload, offset, request.content_length)
+    await store.admit(upload, offset, request.content_length)
     await send_continue(request)
     upload = await _append(request, upload, offset, length, checksum)
     return close_if_taken(request, web.Response(status=204, headers=await _state(request, upload)))

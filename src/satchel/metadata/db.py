@@ -13,8 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from satchel.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0004"  # the newest revision in migrations/versions (a test keeps this true)
+HEAD = "0005"  # the newest revision in migrations/versions (a test keeps this true)
 _PG_MIGRATION_LOCK = 0x5A7C4E1  # advisory lock id: one migrator at a time
+
+
+def database_full(exc: BaseException) -> bool:
+    """The database could not write for want of disk space (SQLITE_FULL, or
+    PostgreSQL's disk_full 53100)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL or "53100" in (
+        getattr(orig, "sqlstate", None),
+        getattr(orig, "pgcode", None),
+    )
+
+
+_SQLITE_FULL = 13
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -91,6 +91,13 @@ class SqlFileRepo:
             async with self._engine.begin() as conn:
                 await conn.execute(update(files).where(files.c.id == file_id).values(**values))
 
+    async def owns(self, file_id: str, delete_token_sha256: str) -> bool:
+        query = select(files.c.id).where(
+            files.c.id == file_id, files.c.delete_token_sha256 == delete_token_sha256
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def delete(self, file_id: str, delete_token_sha256: str) -> bool:
         stmt = (
             delete(files)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.metadata.files import utc
@@ -85,3 +85,15 @@ class SqlUploadRepo:
         )
         async with self._engine.begin() as conn:
             return [row.id for row in await conn.execute(stmt)]
+
+    async def unfinished_rest(self, other_than: str | None = None) -> int:
+        """Bytes still to come of the unfinished uploads of known length, but one."""
+        rest = tus_uploads.c.upload_length - tus_uploads.c.upload_offset
+        query = select(func.coalesce(func.sum(rest), 0)).where(
+            tus_uploads.c.completed.is_(False),
+            tus_uploads.c.upload_length.is_not(None),
+            tus_uploads.c.expires_at > datetime.now(UTC),
+            tus_uploads.c.id != (other_than or ""),
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())

@@ -163,6 +163,11 @@ def hash_file(path: Path, chunk_size: int = 1024 * 1024) -> Digests:
     return digests
 
 
+def free_bytes(path: Path) -> int:
+    """Blocking: the bytes free to us on the filesystem of ``path``."""
+    return shutil.disk_usage(path).free
+
+
 def disk_full(exc: BaseException) -> bool:
     """The error a write gets when the filesystem (or the user's quota) has no room."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -237,4 +242,4 @@ class LocalStorage:
         return count
 
     def free_bytes(self) -> int:
-        return shutil.disk_usage(self.root).free
+        return free_bytes(self.root)
