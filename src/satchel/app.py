@@ -20,6 +20,7 @@ from satchel.filestore import FileStore
 from satchel.filestore import Limits as FileLimits
 from satchel.http.keys import (
     ARCHIVES,
+    DELETE_HTML,
     ENGINE,
     FILESTORE,
     INDEX_HTML,
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
             await store.purge()
             await store.sweep_orphans()
             app[INDEX_HTML] = await blocking(_read_page, "index.html")
+            app[DELETE_HTML] = (await blocking(_read_page, "delete.html")).decode()
             app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
             app[PAGE_JS] = await blocking(_read_page, "satchel.js")
             housekeeping = asyncio.create_task(_purge_every(store, tus, settings.purge_interval))

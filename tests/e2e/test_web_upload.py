@@ -4,6 +4,7 @@ upload survives going offline midway; links, delete and plain-words errors work.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import urllib.error
 import urllib.request
@@ -160,4 +161,25 @@ def test_the_demo_button_shows_only_where_the_demo_folder_is(
         page = browser.new_page()
         page.goto(server.url + "/")
         page.wait_for_selector("#demo a", state="visible")
+        page.close()
+
+
+def test_the_delete_link_opened_in_a_browser_deletes_after_asking(
+    browser: Any, photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    with serving(photos, data_dir, tmp_path) as server:
+        request = urllib.request.Request(f"{server.url}/files/", data=b"bytes", method="POST")
+        with urllib.request.urlopen(request) as resp:
+            stored = json.load(resp)
+        page = browser.new_page()
+        page.goto(stored["links"]["delete"])
+        assert "Delete “" in page.inner_text("h1")
+        with urllib.request.urlopen(stored["links"]["download"]) as resp:
+            assert resp.read() == b"bytes"  # opening the link deleted nothing
+        page.click("button[type=submit]")
+        page.wait_for_selector("#result:has-text('Deleted')")
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(stored["links"]["download"])
+        assert gone.value.code == 404
+        gone.value.close()
         page.close()

@@ -307,3 +307,20 @@ async def test_malformed_multipart_is_400_not_500(
     )
     assert resp.status == 400 and (await resp.json())["error"] == "malformed_body"
     assert stored_files(data_dir) == []
+
+
+async def test_the_delete_link_in_a_browser_asks_first(make_app_client: ClientFactory) -> None:
+    client = await make_app_client(upload_token=("t",))
+    resp = await client.post("/files/", data=b"<keep>", headers={"Authorization": "Bearer t",
+                             "Content-Disposition": 'attachment; filename="a<b>.txt"'})  # fmt: skip
+    stored = await resp.json()
+    link = stored["links"]["delete"].split("//", 1)[1].split("/", 1)[1]
+    page = await client.get(f"/{link}")
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    text = await page.text()
+    assert "a&lt;b&gt;.txt" in text and stored["delete_token"] in text and "<keep>" not in text
+    assert 'id="upload-token"' in text  # this server needs the upload token to delete
+    check = await (await client.get(f"/check/{stored['id']}")).json()
+    assert check["downloads_left"] is None  # nothing was downloaded, nothing deleted
+    assert await (await client.get(f"/files/{stored['id']}")).read() == b"<keep>"  # no slash

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import functools
 import hmac
+import html
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +28,7 @@ from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, re
 from satchel.filestore import ChunkBody, parse_digests
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
-from satchel.http.keys import FILESTORE, SETTINGS, UPLOAD_TOKENS
+from satchel.http.keys import DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.limits import finished, upload_shaping
 from satchel.http.streaming import Parts, ResponseSink, plan_body
 from satchel.ranges import Validators
@@ -198,9 +199,14 @@ async def check(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    """GET/HEAD /files/<id>/ and /download/<id>: Range, conditionals, sendfile."""
+    """GET/HEAD /files/<id>/ and /download/<id>: Range, conditionals, sendfile.
+
+    The delete link (``?token=``) opened in a browser gets a page that asks first: a
+    GET never deletes, and it does not download either."""
     store = request.app[FILESTORE]
     record = await store.available(_file_id(request))
+    if "token" in request.query:
+        return delete_page(request, record, request.query["token"])
     etag = f'"{record.sha256[:40]}"'
     created = int(record.created_at.timestamp())
     digest = base64.b64encode(bytes.fromhex(record.sha256)).decode()
@@ -267,6 +273,26 @@ async def _send(
     finally:
         finished(request, "download", sink.shaper)
     return True
+
+
+def delete_page(request: web.Request, record: StoredFile, token: str) -> web.Response:
+    page = request.app[DELETE_HTML].format(
+        name=html.escape(record.name),
+        size=f"{record.size:,} bytes",
+        expires=record.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        token=html.escape(token, quote=True),
+        token_field="" if request.app[UPLOAD_TOKENS] else "hidden",
+    )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",  # the token is in this page's URL
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 ARCHIVES = web.AppKey("archives", Archives)
 INDEX_HTML = web.AppKey("index_html", bytes)
+DELETE_HTML = web.AppKey("delete_html", str)  # a template: see files.delete_page
 OPENAPI_JSON = web.AppKey("openapi_json", bytes)
 PAGE_JS = web.AppKey("page_js", bytes)
 FILESTORE = web.AppKey("filestore", FileStore)

@@ -40,6 +40,7 @@ def setup_routes(app: web.Application, *, per_client: bool) -> None:
     app.router.add_put("/files/{name}", h(files.upload), expect_handler=files.defer_expect)
     app.router.add_get("/check/{id}", h(files.check))
     app.router.add_get("/files/{id}/", h(files.download))
+    app.router.add_get("/files/{id}", h(files.download))  # the link without its slash
     app.router.add_get("/download/{id}", h(files.download))
     app.router.add_delete("/files/{id}/", h(files.delete))
     # tus 1.0 resumable uploads
