@@ -145,6 +145,7 @@ def _client_commands(commands: Any) -> None:
     down = commands.add_parser("download", help="download a file by URL or id, resuming")
     down.add_argument("target", metavar="URL|ID")
     down.add_argument("-o", "--output", type=Path)
+    down.add_argument("--force", action="store_true", help="replace the output if it exists")
     common(down)
     resumes(down)
     chk = commands.add_parser("check", help="a stored file's status")
@@ -158,6 +159,7 @@ def _client_commands(commands: Any) -> None:
     arc = commands.add_parser("archive", help="download a folder's ZIP, resuming; checks CRCs")
     arc.add_argument("hash")
     arc.add_argument("-o", "--output", type=Path)
+    arc.add_argument("--force", action="store_true", help="replace the output if it exists")
     common(arc)
     resumes(arc)
 
@@ -182,7 +184,9 @@ def _run_client(args: argparse.Namespace) -> int:
             )
         case "download":
             url = client.file_url(opts, args.target)
-            return client.run(client.fetch(opts, url, args.output, retries=args.retries))
+            return client.run(
+                client.fetch(opts, url, args.output, retries=args.retries, force=args.force)
+            )
         case "check":
             return client.run(client.check(opts, args.id))
         case "delete":
@@ -191,7 +195,9 @@ def _run_client(args: argparse.Namespace) -> int:
             url = f"{opts.server}/archive/{args.hash}/"
             output = args.output or Path(f"{args.hash}.zip")
             return client.run(
-                client.fetch(opts, url, output, verify_zip=True, retries=args.retries)
+                client.fetch(
+                    opts, url, output, verify_zip=True, retries=args.retries, force=args.force
+                )
             )
 
 

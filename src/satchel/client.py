@@ -1,7 +1,8 @@
 """The command-line client: upload, download (resuming), check, delete, archive.
 
 Exit codes: 0 done; 1 the server said no (4xx/5xx); 3 integrity failure (digest or
-ZIP CRC mismatch); 4 network failure. Usage errors exit 2 (argparse).
+ZIP CRC mismatch); 4 network failure; 5 a local failure (a file that exists, a full
+disk, no permission); 130 interrupted. Usage errors exit 2 (argparse).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-OK, REFUSED, INTEGRITY, NETWORK = 0, 1, 3, 4
+OK, REFUSED, INTEGRITY, NETWORK, LOCAL, INTERRUPTED = 0, 1, 3, 4, 5, 130
 
 _err = Console(stderr=True)
 
@@ -134,12 +135,14 @@ class _Attempts:
 
 
 class _Journal:
-    """Unfinished uploads, by server, file, size and mtime, to their tus URL: a rerun of
-    the same command resumes them. Kept in $XDG_CACHE_HOME/satchel/uploads.json."""
+    """Unfinished transfers, so a rerun of the same command resumes them, in
+    $XDG_CACHE_HOME/satchel/: uploads by server, file, size and mtime to their tus URL
+    (uploads.json); downloads by their .part file to the URL and ETag they came from
+    (downloads.json)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "uploads.json") -> None:
         cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        self.path = Path(cache) / "satchel" / "uploads.json"
+        self.path = Path(cache) / "satchel" / name
 
     def get(self, key: str) -> str | None:
         return self._load().get(key)
@@ -154,7 +157,7 @@ class _Journal:
             entries[key] = url
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temp = self.path.with_name(f".uploads.{os.getpid()}.json")
+            temp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.json")
             temp.write_text(json.dumps(entries, indent=1))
             os.replace(temp, self.path)
 
@@ -391,70 +394,126 @@ def _filename(disposition: str | None) -> str | None:
 
 
 async def fetch(
-    opts: Options, url: str, output: Path | None, *, verify_zip: bool = False, retries: int = 5
+    opts: Options,
+    url: str,
+    output: Path | None,
+    *,
+    verify_zip: bool = False,
+    retries: int = 5,
+    force: bool = False,
 ) -> int:
-    """Download ``url`` to ``output``, resuming a partial file with Range + If-Range, and
-    again after each network failure (see :class:`_Attempts`)."""
+    """Download ``url`` into ``output``'s ``.part`` file, resuming with Range + If-Range
+    after each network failure (see :class:`_Attempts`) and on a rerun, but only a
+    ``.part`` this client began for the same URL and ETag; renamed into place once
+    every byte is in and checked. An existing ``output`` is replaced only with
+    ``force``."""
     attempts = _Attempts(retries)
+    journal = _Journal("downloads.json")
     async with _session() as session:
         with _progress(opts) as progress:
             while True:
                 try:
-                    target, total, digest_header = await _fetch_rest(
-                        session, opts, url, output, progress
-                    )
+                    download = await _begin(session, url, output, journal, force)
+                    await _fetch_rest(session, opts, download, progress)
                     break
                 except _NETWORK_ERRORS:
                     attempts.reached(int(progress.tasks[0].completed) if progress.tasks else 0)
                     if not await attempts.retry():
                         raise
-    if target.stat().st_size != total:
-        raise ClientError(f"{target}: got {target.stat().st_size} of {total} bytes", NETWORK)
-    await asyncio.to_thread(_verify, target, digest_header, verify_zip)
+    part, target, total = download.part, download.target, download.total
+    if part.stat().st_size != total:
+        raise ClientError(f"{part}: got {part.stat().st_size} of {total} bytes", NETWORK)
+    try:
+        await asyncio.to_thread(_verify, part, download.digest, verify_zip)
+    except ClientError:
+        journal.put(download.key, None)
+        part.unlink(missing_ok=True)  # wrong bytes: the next try starts afresh
+        raise
+    os.replace(part, target)
+    journal.put(download.key, None)
+    verified = bool(download.digest) or verify_zip
     _emit(
         opts,
-        {"path": str(target), "size": total, "verified": bool(digest_header) or verify_zip},
-        f"{target}  {total} bytes  " + ("verified" if digest_header or verify_zip else "saved"),
+        {"path": str(target), "size": total, "verified": verified},
+        f"{target}  {total} bytes  " + ("verified" if verified else "saved"),
     )
     return OK
+
+
+@dataclass
+class _Download:
+    url: str
+    target: Path
+    part: Path
+    total: int
+    etag: str | None
+    digest: str | None  # Repr-Digest
+
+    @property
+    def key(self) -> str:
+        return str(self.part.resolve())
+
+
+async def _begin(
+    session: aiohttp.ClientSession,
+    url: str,
+    output: Path | None,
+    journal: _Journal,
+    force: bool,
+) -> _Download:
+    """What the server has (HEAD) and what is here: the download to go on with."""
+    async with session.head(url) as head:
+        if head.status != 200:  # a HEAD answer has no body: ask for the message
+            async with session.get(url) as failed:
+                raise await _refused(failed)
+        total = int(head.headers["Content-Length"])
+        etag = head.headers.get("ETag")
+        name = _filename(head.headers.get("Content-Disposition")) or "download"
+        digest = head.headers.get("Repr-Digest")
+    target = output or Path(name)
+    if target.exists() and not force:
+        raise ClientError(f"{target} exists; use --force to replace it", LOCAL)
+    part = target.with_name(target.name + ".part")
+    download = _Download(url, target, part, total, etag, digest)
+    began = journal.get(download.key)
+    if part.exists() and began != f"{etag} {url}":
+        if not force and began is None:
+            raise ClientError(f"{part} exists and this client did not begin it", LOCAL)
+        part.unlink()  # begun for another URL or version: not a prefix of this one
+    journal.put(download.key, f"{etag} {url}")
+    return download
 
 
 async def _fetch_rest(
     session: aiohttp.ClientSession,
     opts: Options,
-    url: str,
-    output: Path | None,
+    download: _Download,
     progress: Progress,
-) -> tuple[Path, int, str | None]:
-    """Whatever the local file lacks: (the file, the full size, the Repr-Digest)."""
-    async with session.head(url) as head:
-        if head.status != 200:
-            raise await _refused(head)
-        total = int(head.headers["Content-Length"])
-        etag = head.headers.get("ETag")
-        target = output or Path(_filename(head.headers.get("Content-Disposition")) or "download")
-    have = target.stat().st_size if target.exists() else 0
+) -> None:
+    """Whatever the .part file lacks."""
+    part, total = download.part, download.total
+    have = part.stat().st_size if part.exists() else 0
     if have > total:
-        have = 0  # not a prefix of this representation
+        have = 0
     if progress.tasks:
         task = progress.tasks[0].id
         progress.update(task, completed=have)
     else:
-        task = progress.add_task(target.name, total=total, completed=have)
-    if have == total and etag:  # complete already: fetch nothing, verify
-        return target, total, head.headers.get("Repr-Digest")
+        task = progress.add_task(download.target.name, total=total, completed=have)
+    etag = download.etag
+    if have == total and etag:  # every byte is in already
+        return
     headers = {"Range": f"bytes={have}-", "If-Range": etag} if have and etag else {}
-    async with session.get(url, headers=headers) as resp:
+    async with session.get(download.url, headers=headers) as resp:
         if resp.status not in (200, 206):
             raise await _refused(resp)
-        mode = "ab" if resp.status == 206 else "wb"
-        with target.open(mode) as out:
+        download.digest = resp.headers.get("Repr-Digest", download.digest)
+        with part.open("ab" if resp.status == 206 else "wb") as out:
             if resp.status == 200:
                 progress.update(task, completed=0)
             async for chunk in resp.content.iter_chunked(opts.chunk_size):
                 await asyncio.to_thread(out.write, chunk)
                 progress.advance(task, len(chunk))
-        return target, total, resp.headers.get("Repr-Digest")
 
 
 def _verify(target: Path, repr_digest: str | None, verify_zip: bool) -> None:
@@ -518,11 +577,18 @@ def run(coroutine: Any) -> int:
     try:
         return int(asyncio.run(coroutine))
     except ClientError as exc:
-        _err.print(f"[bold red]satchel:[/] {exc}", highlight=False)
-        return exc.code
-    except (aiohttp.ClientError, OSError) as exc:
-        _err.print(f"[bold red]satchel:[/] network: {exc}", highlight=False)
-        return NETWORK
+        return _fail(str(exc), exc.code)
+    except KeyboardInterrupt:
+        return _fail("interrupted; run the same command again to resume", INTERRUPTED)
+    except (aiohttp.ClientError, TimeoutError) as exc:  # before OSError: some are one
+        return _fail(f"network: {exc}", NETWORK)
+    except OSError as exc:
+        return _fail(f"local: {exc}", LOCAL)
+
+
+def _fail(message: str, code: int) -> int:
+    _err.print(f"[bold red]satchel:[/] {message}", highlight=False)
+    return code
 
 
 def server_default() -> str:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def test_upload_download_check_delete(live_server: LiveServer, tmp_path: Path) -
     assert after.returncode == 1 and "404" in after.stderr
 
 
-def test_download_resumes_a_partial_file_and_catches_corruption(
+def test_download_never_touches_a_file_it_did_not_begin(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
     source = tmp_path / "data.bin"
@@ -71,15 +72,50 @@ def test_download_resumes_a_partial_file_and_catches_corruption(
     stored = json.loads(
         satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
     )
-    partial = tmp_path / "partial.bin"
-    partial.write_bytes(source.read_bytes()[:1_500_000])
-    resumed = satchel(live_server.url, "download", stored["id"], "-o", str(partial), cwd=tmp_path)
+    mine = tmp_path / "mine.bin"
+    mine.write_bytes(source.read_bytes()[:1_500_000])  # looks like a prefix; is not ours
+    kept = satchel(live_server.url, "download", stored["id"], "-o", str(mine), cwd=tmp_path)
+    assert kept.returncode == 5 and "exists" in kept.stderr and "--force" in kept.stderr
+    assert mine.read_bytes() == source.read_bytes()[:1_500_000]
+    (tmp_path / "other.bin.part").write_bytes(b"\0" * 1000)
+    other = satchel(live_server.url, "download", stored["id"], "-o", "other.bin", cwd=tmp_path)
+    assert other.returncode == 5 and "did not begin" in other.stderr
+    forced = satchel(
+        live_server.url, "download", stored["id"], "-o", str(mine), "--force", cwd=tmp_path
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert mine.read_bytes() == source.read_bytes()
+    assert not (tmp_path / "mine.bin.part").exists()
+
+
+def test_a_rerun_resumes_its_own_part_and_catches_corruption(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(3_000_000))
+    stored = json.loads(
+        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
+    )
+    part = tmp_path / "copy.bin.part"
+    with Proxy(live_server.url, at=1_500_000, cuts=1, down=True) as proxy:
+        args = ("download", stored["id"], "-o", "copy.bin", "--chunk-size", "65536")
+        cut = satchel(proxy.url, *args, "--retries", "0", cwd=tmp_path)
+        assert cut.returncode == 4 and "network" in cut.stderr
+        assert not (tmp_path / "copy.bin").exists() and 0 < part.stat().st_size < 3_000_000
+        resumed = satchel(proxy.url, *args, cwd=tmp_path)
+        asked = proxy.asked.decode("latin-1")
     assert resumed.returncode == 0, resumed.stderr
-    assert partial.read_bytes() == source.read_bytes()
-    corrupt = tmp_path / "corrupt.bin"
-    corrupt.write_bytes(b"\0" * 1_500_000)  # a prefix that is not the file's
-    bad = satchel(live_server.url, "download", stored["id"], "-o", str(corrupt), cwd=tmp_path)
+    assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes() and not part.exists()
+    assert re.search(r"Range: bytes=[1-9]\d*-", asked, re.IGNORECASE), asked
+    # Its own .part, spoiled meanwhile: the digest check fails, and no copy is left.
+    (tmp_path / "copy.bin").unlink()
+    with Proxy(live_server.url, at=1_500_000, cuts=1, down=True) as proxy:
+        assert satchel(proxy.url, *args, "--retries", "0", cwd=tmp_path).returncode == 4
+        with part.open("r+b") as f:
+            f.write(b"\xff" * 1000)
+        bad = satchel(proxy.url, *args, cwd=tmp_path)
     assert bad.returncode == 3 and "Repr-Digest" in bad.stderr
+    assert not (tmp_path / "copy.bin").exists() and not part.exists()
 
 
 def test_archive_resumes_and_checks_crcs(
@@ -91,13 +127,49 @@ def test_archive_resumes_and_checks_crcs(
     assert (
         satchel(live_server.url, "archive", "album", "-o", str(whole), cwd=tmp_path).returncode == 0
     )
-    partial = tmp_path / "album.zip"
-    partial.write_bytes(whole.read_bytes()[:1_000_000])
-    resumed = satchel(live_server.url, "archive", "album", cwd=tmp_path)
+    with Proxy(live_server.url, at=1_000_000, cuts=1, down=True) as proxy:
+        cut = satchel(proxy.url, "archive", "album", "--retries", "0", cwd=tmp_path)
+        assert cut.returncode == 4
+        resumed = satchel(proxy.url, "archive", "album", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert partial.read_bytes() == whole.read_bytes()
-    with zipfile.ZipFile(partial) as zf:
+    assert (tmp_path / "album.zip").read_bytes() == whole.read_bytes()
+    with zipfile.ZipFile(tmp_path / "album.zip") as zf:
         assert {n: zf.read(n) for n in zf.namelist()} == files
+
+
+def test_errors_name_the_cause(live_server: LiveServer, tmp_path: Path) -> None:
+    """The server's own words, for a HEAD too; a local failure is not 'network'."""
+    missing = satchel(live_server.url, "download", "A" * 22, cwd=tmp_path)
+    assert missing.returncode == 1 and "No such file" in missing.stderr
+    source = tmp_path / "data.bin"
+    source.write_bytes(b"x" * 1000)
+    stored = json.loads(
+        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
+    )
+    nowhere = tmp_path / "no such folder" / "copy.bin"
+    local = satchel(live_server.url, "download", stored["id"], "-o", str(nowhere), cwd=tmp_path)
+    assert local.returncode == 5 and "local:" in local.stderr and "network" not in local.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(live_server: LiveServer, tmp_path: Path) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(4_000_000))
+    stored = json.loads(
+        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
+    )
+    slowly = f"{stored['links']['download']}?kbps=200"  # 20 s: time to press Ctrl-C
+    process = subprocess.Popen(
+        [sys.executable, "-m", "satchel", "download", slowly, "-o", "copy.bin"],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not list(tmp_path.glob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().count("\n") == 0 and "interrupted" in stderr
 
 
 def test_unreachable_server_is_exit_4(tmp_path: Path) -> None:
