@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -251,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "admin":  # migrate
         _migrate_here(settings)
         return 0
+    try:  # before the database is opened, migrated or purged
+        sock = _listen(settings)
+    except ConfigError as exc:
+        print(f"satchel: {exc.message}", file=sys.stderr)
+        return 2
+    if settings.workers > 1:
+        sock.close()  # a probe: each worker listens on the port itself
     if not _migrate(settings):  # once, before any worker binds
         return 2
     if settings.host not in ("127.0.0.1", "::1", "localhost") and not settings.upload_tokens():
@@ -260,9 +268,25 @@ def main(argv: list[str] | None = None) -> int:
             settings.host,
         )
     if settings.workers == 1:
-        _serve(settings, loop_factory)
+        _serve(settings, loop_factory, sock)
         return 0
     return _serve_many(settings)
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The listening socket, so that a port in use is one line and exit 2, before
+    anything else happens."""
+    try:
+        return socket.create_server(
+            (settings.host, settings.port),
+            backlog=1024,  # bursts of connections (a thousand downloads at once) are not refused
+            reuse_port=settings.workers > 1,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"--port {settings.port}: cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror or exc}"
+        ) from exc
 
 
 def _migrate(settings: Settings) -> bool:
@@ -338,7 +362,12 @@ def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
     return True
 
 
-def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+def _serve(
+    settings: Settings,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve on ``sock``, or (a worker of several) on a socket of its own."""
     from satchel.app import create_app
     from satchel.http.accesslog import access_log_class
     from satchel.http.body import SERVER_OPTIONS
@@ -358,10 +387,7 @@ def _serve(settings: Settings, loop_factory: Callable[[], asyncio.AbstractEventL
     app = create_app(settings)
     web.run_app(
         app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=settings.workers > 1,
-        backlog=1024,  # bursts of connections (a thousand downloads at once) are not refused
+        sock=sock or _listen(settings),
         access_log_class=access_log_class(app[TRUSTED_PROXIES], settings.proxy_header),
         access_log=logging.getLogger("satchel.access") if settings.access_log else None,
         print=(lambda *_: None) if settings.workers > 1 else print,

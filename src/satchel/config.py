@@ -237,20 +237,27 @@ def load_settings(**overrides: Any) -> Settings:
     problems: list[str] = []
     for f in dataclasses.fields(Settings):
         key = f"SATCHEL_{f.name.upper()}"
-        given = overrides.get(f.name)
+        given, source = overrides.get(f.name), flag(f.name)
         if given is None:
             given = os.environ.get(key, dotenv.get(key))
+            where = "the environment" if key in os.environ else "./.env"
+            source = f"{key} (in {where}; the flag {flag(f.name)})"
         if given is None:
             continue
         try:
             values[f.name] = f.metadata["convert"](given)
         except ValueError as exc:
-            problems.append(f"{f.name}: {exc}")
+            problems.append(f"{source}: {exc}")
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Settings)})
-    problems += [f"{name}: no such setting" for name in unknown]
+    problems += [f"{flag(name)}: no such setting" for name in unknown]
     if problems:
-        raise ConfigError(f"invalid setting: {'; '.join(problems)}")
+        raise ConfigError("; ".join(problems))
     return Settings(**values)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: what a person typed, or can."""
+    return "--" + name.replace("_", "-")
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -277,23 +284,21 @@ def _read_dotenv(path: Path) -> dict[str, str]:
 def check_paths(settings: Settings) -> None:
     """Fail before binding when the folders or the settings cannot work."""
     if settings.default_max_days > settings.max_days:
-        raise ConfigError("default_max_days is larger than max_days")
+        raise ConfigError("--default-max-days is larger than --max-days")
     if (
         settings.max_downloads is not None
         and settings.default_max_downloads is not None
         and settings.default_max_downloads > settings.max_downloads
     ):
-        raise ConfigError("default_max_downloads is larger than max_downloads")
+        raise ConfigError("--default-max-downloads is larger than --max-downloads")
     if settings.upload_token_file is not None:
         try:
             settings.upload_tokens()
         except OSError as exc:
-            raise ConfigError(f"cannot read upload token file: {exc}") from exc
+            raise ConfigError(f"--upload-token-file: cannot read it: {exc}") from exc
     if not settings.photos.is_dir():
-        raise ConfigError(
-            f"photos folder {str(settings.photos)!r} does not exist or is not a folder"
-        )
+        raise ConfigError(f"--photos: {str(settings.photos)!r} does not exist or is not a folder")
     try:
         settings.data.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create data folder {str(settings.data)!r}: {exc}") from exc
+        raise ConfigError(f"--data: cannot create {str(settings.data)!r}: {exc}") from exc

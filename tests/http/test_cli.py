@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ def test_missing_photos_folder_exits_2_before_binding(tmp_path: Path) -> None:
     port = free_port()
     result = satchel("serve", "--port", str(port), "--photos", "nope", cwd=tmp_path)
     assert result.returncode == 2
-    assert "photos folder 'nope' does not exist" in result.stderr
+    assert "--photos: 'nope' does not exist" in result.stderr
     assert result.stderr.count("\n") == 1  # one clear line, no traceback
 
 
@@ -31,6 +32,27 @@ def test_bad_value_exits_2(tmp_path: Path) -> None:
     result = satchel("serve", "--delay", "-3", cwd=tmp_path)
     assert result.returncode == 2
     assert "delay" in result.stderr
+
+
+def test_setting_errors_name_the_flag_or_the_variable(tmp_path: Path) -> None:
+    result = satchel("serve", "--download-rate", "5x", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("satchel: --download-rate: ")
+    (tmp_path / ".env").write_text("SATCHEL_UPLOAD_RATE=abc\n")
+    result = satchel("serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "SATCHEL_UPLOAD_RATE (in ./.env; the flag --upload-rate)" in result.stderr
+    assert "_rate:" not in result.stderr
+
+
+def test_a_port_in_use_is_one_line_and_exit_2_before_the_database(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            result = satchel("serve", "--port", str(port), "--workers", workers, cwd=tmp_path)
+            assert result.returncode == 2, result.stderr
+            assert result.stderr.count("\n") == 1 and f"--port {port}" in result.stderr
+    assert not (tmp_path / "data" / "satchel.sqlite3").exists()  # never opened
 
 
 def test_demo_folder_is_created_only_when_empty(tmp_path: Path) -> None:
