@@ -39,13 +39,23 @@ class Upload:
     offset: int
     metadata: dict[str, str | None]
     file_id: str  # the stored file it becomes, chosen up front so finishing is idempotent
-    delete_token: str  # the stored file's, kept (like the upload's URL) until expiry
     max_downloads: int | None
     max_days: int
     created_at: datetime
     expires_at: datetime
     completed: bool = False
     concat: str | None = None  # "partial", or "final;<urls>" (concatenation)
+
+    @property
+    def key(self) -> str:
+        """What the database and the disk know this upload by (see :func:`upload_key`)."""
+        return upload_key(self.id)
+
+    @property
+    def delete_token(self) -> str:
+        """The stored file's delete token: derived from the id, kept nowhere."""
+        digest = hashlib.sha256(f"satchel tus delete token\0{self.id}".encode()).digest()
+        return base64.urlsafe_b64encode(digest[:24]).decode()
 
     @property
     def filename(self) -> str | None:
@@ -72,10 +82,21 @@ class Upload:
         return replace(self, offset=offset)
 
 
+def upload_key(upload_id: str) -> str:
+    """An upload's id is the secret in its URL: whoever has it may write to the upload,
+    and learn the stored file's delete token (the last answer, or a HEAD, tells it).
+    So the database and the disk hold only this hash of it, and neither a copy of the
+    database nor a listing of the folder gives anyone an upload or a token."""
+    return hashlib.sha256(f"satchel tus upload\0{upload_id}".encode()).hexdigest()
+
+
 class UploadRepo(Protocol):
     """Resumable uploads' metadata; the bytes are the shell's business."""
 
-    async def insert(self, upload: Upload) -> None: ...
+    async def insert(self, upload: Upload) -> None:
+        """Keep the upload under its key (:func:`upload_key`); every method below takes
+        the id and looks it up by that key."""
+        ...
 
     async def get(self, upload_id: str) -> Upload | None: ...
 
@@ -90,7 +111,7 @@ class UploadRepo(Protocol):
     async def delete(self, upload_id: str) -> bool: ...
 
     async def expired(self, now: datetime) -> list[str]:
-        """Remove the records that expired; their ids."""
+        """Remove the records that expired; their keys."""
         ...
 
     async def unfinished_rest(self, other_than: str | None = None) -> int:

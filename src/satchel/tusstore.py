@@ -35,12 +35,12 @@ from satchel.errors import (
     PayloadTooLarge,
     UploadNotFound,
 )
-from satchel.files import ID_RE, Retention, StoredFile, media_type, new_delete_token, new_id
+from satchel.files import ID_RE, Retention, StoredFile, media_type, new_id
 from satchel.filestore import Body, FileStore
 from satchel.storage.local import ALIGN, Appender, Digests, disk_full, fsync_dir
 from satchel.storage.ring import BLOCK_SIZE, BlockRing
 from satchel.throttle import Shaper
-from satchel.tus import Checksum, Upload, UploadRepo
+from satchel.tus import Checksum, Upload, UploadRepo, upload_key
 
 log = logging.getLogger("satchel.tus")
 
@@ -54,10 +54,17 @@ class TusStore:
         self.root = data / "tus"
         self.root.mkdir(parents=True, exist_ok=True)
         self.expiry = expiry
-        self._digests: dict[str, Digests] = {}  # upload id -> hashes up to its offset
+        self._digests: dict[str, Digests] = {}  # upload key -> hashes up to its offset
+        self._rename_legacy()
 
     def path(self, upload_id: str) -> Path:
-        return self.root / upload_id
+        return self.root / upload_key(upload_id)
+
+    def _rename_legacy(self) -> None:
+        """Blocking: before 0.6 an upload's bytes were named by its id; now by its key."""
+        for entry in os.scandir(self.root):
+            if ID_RE.fullmatch(entry.name):
+                os.replace(entry.path, self.path(entry.name))
 
     async def create(
         self,
@@ -80,7 +87,6 @@ class TusStore:
             offset=0,
             metadata=metadata,
             file_id=new_id(),
-            delete_token=new_delete_token(),
             max_downloads=retention.max_downloads,
             max_days=retention.days,
             created_at=now,
@@ -332,7 +338,7 @@ class TusStore:
             return None
         if upload.offset == 0:
             return Digests()
-        digests = self._digests.pop(upload.id, None)
+        digests = self._digests.pop(upload.key, None)
         return digests if digests is not None and digests.size == upload.offset else None
 
     def _keep_running(self, upload: Upload, digests: Digests | None, end: int) -> None:
@@ -342,7 +348,7 @@ class TusStore:
             return
         if len(self._digests) >= _RUNNING_KEPT:
             del self._digests[next(iter(self._digests))]  # the oldest
-        self._digests[upload.id] = digests
+        self._digests[upload.key] = digests
 
     async def _acknowledge(self, upload: Upload, fd: int, end: int) -> None:
         await blocking(_truncate_and_sync, fd, end)
@@ -351,7 +357,7 @@ class TusStore:
 
     async def _finish(self, upload: Upload) -> Upload:
         """Make the complete bytes the stored file; idempotent."""
-        digests = self._digests.pop(upload.id, None)
+        digests = self._digests.pop(upload.key, None)
         await self.files.adopt(
             self.path(upload.id),
             file_id=upload.file_id,
@@ -372,7 +378,7 @@ class TusStore:
         upload = await self.get(upload_id)
         async with self._held(upload):
             await blocking(self.path(upload.id).unlink, missing_ok=True)
-            self._digests.pop(upload.id, None)
+            self._digests.pop(upload.key, None)
         # The bytes first, their file closed so its blocks are free: on a full disk they
         # are the room the database needs to delete the row. (Not truncated: a finished
         # upload's bytes may be the stored file's too, by a hard link.)
@@ -380,13 +386,13 @@ class TusStore:
 
     async def purge(self) -> int:
         """Remove expired uploads, finished or not (a finished one's file lives on)."""
-        ids = await self.repo.expired(datetime.now(UTC))
-        for upload_id in ids:
-            await blocking(self.path(upload_id).unlink, missing_ok=True)
-            self._digests.pop(upload_id, None)
-        if ids:
-            log.info("Removed %d expired resumable uploads", len(ids))
-        return len(ids)
+        keys = await self.repo.expired(datetime.now(UTC))
+        for key in keys:
+            await blocking((self.root / key).unlink, missing_ok=True)
+            self._digests.pop(key, None)
+        if keys:
+            log.info("Removed %d expired resumable uploads", len(keys))
+        return len(keys)
 
 
 def _at(upload: Upload, offset: int) -> Upload:

@@ -6,9 +6,10 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.files import new_delete_token, new_id
+from satchel.files import new_id
 from satchel.metadata.tus import SqlUploadRepo
 from satchel.tus import Upload
 
@@ -24,7 +25,7 @@ def upload(**changes: object) -> Upload:
     base = Upload(
         id=new_id(), length=10 * 1024**3, offset=0,
         metadata={"filename": "отпуск.mp4", "filetype": "video/mp4", "flag": None},
-        file_id=new_id(), delete_token=new_delete_token(), max_downloads=3, max_days=7,
+        file_id=new_id(), max_downloads=3, max_days=7,
         created_at=NOW, expires_at=NOW + timedelta(days=1),
     )  # fmt: skip
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
@@ -54,7 +55,7 @@ async def test_expired_uploads_are_removed_once(repo: SqlUploadRepo) -> None:
     old, fresh = upload(expires_at=NOW - timedelta(seconds=1)), upload()
     await repo.insert(old)
     await repo.insert(fresh)
-    assert await repo.expired(NOW) == [old.id]
+    assert await repo.expired(NOW) == [old.key]
     assert await repo.expired(NOW) == []
     assert await repo.get(fresh.id) == fresh
 
@@ -64,3 +65,14 @@ async def test_delete_says_whether_there_was_one(repo: SqlUploadRepo) -> None:
     await repo.insert(u)
     assert await repo.delete(u.id) is True
     assert await repo.delete(u.id) is False
+
+
+async def test_the_database_keeps_no_id_and_no_token(
+    repo: SqlUploadRepo, engine: AsyncEngine
+) -> None:
+    u = upload()
+    await repo.insert(u)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT * FROM tus_uploads"))).all()
+    stored = repr(rows)
+    assert u.id not in stored and u.delete_token not in stored and u.key in stored

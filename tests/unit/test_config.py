@@ -141,7 +141,10 @@ def test_dotenv_syntax_and_yes_no_values(monkeypatch: pytest.MonkeyPatch, tmp_pa
         "0.0.0.0", "https://f.example", False, False, None,
     )  # fmt: skip
     monkeypatch.setenv("SATCHEL_SENDFILE", "maybe")
-    with pytest.raises(ConfigError, match=r"SATCHEL_SENDFILE \(in the environment; the flag --sendfile\): not a yes/no value"):
+    with pytest.raises(
+        ConfigError,
+        match=r"SATCHEL_SENDFILE \(in the environment; the flag --sendfile\): not a yes/no value",
+    ):
         load_settings()
 
 

@@ -51,17 +51,17 @@ files = Table(
     Index("files_expires_at", "expires_at"),
 )
 
-# Resumable (tus) uploads in progress. The bytes live under <data>/tus/<id> until the
-# upload completes and becomes the stored file `file_id`.
+# Resumable (tus) uploads in progress. The bytes live under <data>/tus/<key> until the
+# upload completes and becomes the stored file `file_id`. The key is a hash of the id
+# in the upload's URL (satchel.tus.upload_key): the id itself is kept nowhere.
 tus_uploads = Table(
     "tus_uploads",
     metadata,
-    Column("id", Text, primary_key=True),
+    Column("id", Text, primary_key=True),  # the key
     Column("upload_length", BigInteger, nullable=True),
     Column("upload_offset", BigInteger, nullable=False),
     Column("metadata", Text, nullable=False),  # JSON
     Column("file_id", Text, nullable=False),
-    Column("delete_token", Text, nullable=False),
     Column("max_downloads", Integer, nullable=True),
     Column("max_days", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -11,17 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.metadata.files import utc
 from satchel.metadata.tables import tus_uploads
-from satchel.tus import Upload
+from satchel.tus import Upload, upload_key
 
 
-def _upload(row: Any) -> Upload:
+def _upload(row: Any, upload_id: str) -> Upload:
     return Upload(
-        id=row.id,
+        id=upload_id,
         length=row.upload_length,
         offset=row.upload_offset,
         metadata=json.loads(row.metadata),
         file_id=row.file_id,
-        delete_token=row.delete_token,
         max_downloads=row.max_downloads,
         max_days=row.max_days,
         created_at=utc(row.created_at),
@@ -37,12 +36,11 @@ class SqlUploadRepo:
 
     async def insert(self, upload: Upload) -> None:
         values = {
-            "id": upload.id,
+            "id": upload.key,
             "upload_length": upload.length,
             "upload_offset": upload.offset,
             "metadata": json.dumps(upload.metadata, ensure_ascii=False),
             "file_id": upload.file_id,
-            "delete_token": upload.delete_token,
             "max_downloads": upload.max_downloads,
             "max_days": upload.max_days,
             "created_at": upload.created_at,
@@ -54,10 +52,10 @@ class SqlUploadRepo:
             await conn.execute(insert(tus_uploads).values(**values))
 
     async def get(self, upload_id: str) -> Upload | None:
-        query = select(tus_uploads).where(tus_uploads.c.id == upload_id)
+        query = select(tus_uploads).where(tus_uploads.c.id == upload_key(upload_id))
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _upload(row)
+        return None if row is None else _upload(row, upload_id)
 
     async def advance(
         self, upload_id: str, offset: int, length: int | None, expires_at: datetime
@@ -65,17 +63,19 @@ class SqlUploadRepo:
         values: dict[str, Any] = {"upload_offset": offset, "expires_at": expires_at}
         if length is not None:
             values["upload_length"] = length
-        stmt = update(tus_uploads).where(tus_uploads.c.id == upload_id).values(**values)
+        stmt = update(tus_uploads).where(tus_uploads.c.id == upload_key(upload_id)).values(**values)
         async with self._engine.begin() as conn:
             await conn.execute(stmt)
 
     async def complete(self, upload_id: str) -> None:
-        stmt = update(tus_uploads).where(tus_uploads.c.id == upload_id).values(completed=True)
+        key = upload_key(upload_id)
+        stmt = update(tus_uploads).where(tus_uploads.c.id == key).values(completed=True)
         async with self._engine.begin() as conn:
             await conn.execute(stmt)
 
     async def delete(self, upload_id: str) -> bool:
-        stmt = delete(tus_uploads).where(tus_uploads.c.id == upload_id).returning(tus_uploads.c.id)
+        key = upload_key(upload_id)
+        stmt = delete(tus_uploads).where(tus_uploads.c.id == key).returning(tus_uploads.c.id)
         async with self._engine.begin() as conn:
             return (await conn.execute(stmt)).first() is not None
 
@@ -93,7 +93,7 @@ class SqlUploadRepo:
             tus_uploads.c.completed.is_(False),
             tus_uploads.c.upload_length.is_not(None),
             tus_uploads.c.expires_at > datetime.now(UTC),
-            tus_uploads.c.id != (other_than or ""),
+            tus_uploads.c.id != (upload_key(other_than) if other_than else ""),
         )
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
