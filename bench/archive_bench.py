@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import os
 import random
+import http.client
 import shutil
 import socket
 import statistics
@@ -113,7 +114,11 @@ def rss_bytes(pid: int) -> int:
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], port: int, cwd: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], port: int, cwd: Path, ready: str | None = None
+    ) -> None:
+        """Started, and answering ``ready`` with 200 where given (Satchel binds its port
+        before it opens the database, so a connection alone does not mean it serves)."""
         self.name = name
         self.port = port
         self.log = open(WORK / f"{name}.log", "ab")  # noqa: SIM115
@@ -121,8 +126,15 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
+                if ready is None:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", ready)
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+                conn.close()
             except OSError:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"{name} exited; see {self.log.name}") from None
@@ -219,7 +231,7 @@ def start_satchel(name: str, loop: str, data: Path) -> Server:
     port = free_port()
     argv = [sys.executable, "-m", "satchel", "serve", "--port", str(port), "--photos", str(PHOTOS),
             "--data", str(data), "--event-loop", loop]  # fmt: skip
-    return Server(name, argv, port, WORK)
+    return Server(name, argv, port, WORK, ready="/healthz")
 
 
 def start_seed() -> Server:

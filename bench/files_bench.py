@@ -54,7 +54,7 @@ def start_satchel(data: Path, *extra: str) -> Server:
     PHOTOS.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "satchel", "serve", "--port", str(port), "--photos",
             str(PHOTOS), "--data", str(data), "--max-upload-size", "64G", *extra]  # fmt: skip
-    return Server("satchel-files", argv, port, WORK)
+    return Server("satchel-files", argv, port, WORK, ready="/healthz")
 
 
 def upload(server: Server, path: Path) -> tuple[Run, str]:

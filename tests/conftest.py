@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -120,9 +121,12 @@ def start_server(
         )  # fmt: skip
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
+        # Ready when it answers: the port accepts connections (into its backlog) as
+        # soon as it is bound, before the database is migrated and opened.
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return LiveServer(f"http://127.0.0.1:{port}", process, log)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as ok:
+                if ok.status == 200:
+                    return LiveServer(f"http://127.0.0.1:{port}", process, log)
         except OSError:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text()}") from None
