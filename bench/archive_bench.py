@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import os
 import random
-import http.client
 import shutil
 import socket
 import statistics
