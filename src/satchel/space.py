@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -36,15 +37,17 @@ class Space:
         self,
         free_bytes: Callable[[], int],
         reserve: int,
-        unfinished: Callable[[str | None], Awaitable[int]] | None = None,
+        unfinished: Callable[[], Awaitable[int]] | None = None,
         ballast: Ballast | None = None,
     ) -> None:
         """``free_bytes``: blocking, the filesystem's free bytes. ``unfinished``: the
-        bytes still to come of unfinished resumable uploads, all but the one named.
+        bytes still to come of unfinished resumable uploads (asked at most once a
+        second: it is a database query, and admission is on every upload's path).
         ``ballast``: room held back for the database's deletes (see :class:`Ballast`)."""
         self._free_bytes = free_bytes
         self.reserve = reserve
         self._unfinished = unfinished
+        self._unfinished_seen: tuple[float, int] = (-1.0, 0)  # (monotonic time, bytes)
         self._ballast = ballast
         self._running: dict[int, int] = {}  # promise -> bytes still to come
         self._ids = itertools.count()
@@ -52,14 +55,26 @@ class Space:
         # is not overrun between two looks, and no more than every 64 MiB.
         self.check_every = min(_CHECK_AT_MOST_EVERY, max(4 * 1024 * 1024, reserve // 4))
 
-    async def admit(self, length: int | None, *, upload_id: str | None = None) -> None:
-        """507 unless ``length`` more bytes fit above the reserve beside every promise
-        (those of resumable upload ``upload_id`` aside: the bytes are its own)."""
-        promised = sum(self._running.values())
-        if self._unfinished is not None:
-            promised += await self._unfinished(upload_id)
+    async def admit(self, length: int | None, *, own: int = 0) -> None:
+        """507 unless ``length`` more bytes fit above the reserve beside every promise;
+        ``own``: the part of those promises that is the caller's (a tus upload's rest)."""
+        promised = sum(self._running.values()) + await self._unfinished_rest() - own
         if await blocking(self._free_bytes) - promised - (length or 0) < self.reserve:
             raise InsufficientStorage()
+
+    def promises_changed(self) -> None:
+        """A resumable upload began, was given its length, ended or went, here: ask the
+        database next time (other processes see it within a second)."""
+        self._unfinished_seen = (-1.0, 0)
+
+    async def _unfinished_rest(self) -> int:
+        if self._unfinished is None:
+            return 0
+        seen, rest = self._unfinished_seen
+        if time.monotonic() - seen > 1.0:
+            rest = await self._unfinished()
+            self._unfinished_seen = (time.monotonic(), rest)
+        return rest
 
     @contextlib.contextmanager
     def promise(self, length: int | None) -> Iterator[Promise]:

@@ -114,9 +114,9 @@ class UploadRepo(Protocol):
         """Remove the records that expired; their keys."""
         ...
 
-    async def unfinished_rest(self, other_than: str | None = None) -> int:
-        """Bytes still to come of the unfinished, unexpired uploads of known length,
-        ``other_than`` aside: what they were promised on the disk."""
+    async def unfinished_rest(self) -> int:
+        """Bytes still to come of the unfinished, unexpired uploads of known length:
+        what they were promised on the disk."""
         ...
 
 

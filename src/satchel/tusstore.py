@@ -95,6 +95,7 @@ class TusStore:
         )
         await blocking(self._create_file, self.path(upload.id))
         await self.repo.insert(upload)
+        self.files.space.promises_changed()
         if length == 0:
             return await self.settle(upload)
         return upload
@@ -181,6 +182,7 @@ class TusStore:
                         f"{self.files.limits.max_upload_size}."
                     )
                 await self.repo.advance(upload.id, offset, length, self._expires())
+                self.files.space.promises_changed()
                 upload = replace(upload, length=length)
             if not upload.completed:
                 end = await self._receive(upload, fd, body, checksum, shaper)
@@ -200,7 +202,8 @@ class TusStore:
                 f"bytes after Upload-Offset {offset}."
             )
         try:
-            await self.files.space.admit(size, upload_id=upload.id)
+            own = upload.length - upload.offset if upload.length is not None else 0
+            await self.files.space.admit(size, own=own)
         except InsufficientStorage as exc:
             raise _no_room(offset) from exc
 
@@ -368,6 +371,7 @@ class TusStore:
             digests=digests if digests is not None and digests.size == upload.length else None,
         )
         await self.repo.complete(upload.id)
+        self.files.space.promises_changed()
         await blocking(self.path(upload.id).unlink, missing_ok=True)
         log.info("Resumable upload %s is complete: file %s", upload.id, upload.file_id)
         return replace(upload, completed=True)
@@ -383,6 +387,7 @@ class TusStore:
         # are the room the database needs to delete the row. (Not truncated: a finished
         # upload's bytes may be the stored file's too, by a hard link.)
         await self.files.space.freeing(lambda: self.repo.delete(upload.id))
+        self.files.space.promises_changed()
 
     async def purge(self) -> int:
         """Remove expired uploads, finished or not (a finished one's file lives on)."""
@@ -391,6 +396,7 @@ class TusStore:
             await blocking((self.root / key).unlink, missing_ok=True)
             self._digests.pop(key, None)
         if keys:
+            self.files.space.promises_changed()
             log.info("Removed %d expired resumable uploads", len(keys))
         return len(keys)
 

@@ -15,6 +15,7 @@ import time
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from tests.conftest import LiveServer, free_port
@@ -67,11 +68,7 @@ def test_upload_download_check_delete(live_server: LiveServer, tmp_path: Path) -
 def test_download_never_touches_a_file_it_did_not_begin(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
-    source = tmp_path / "data.bin"
-    source.write_bytes(os.urandom(4_000_000))
-    stored = json.loads(
-        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
-    )
+    source, stored = uploaded(live_server, tmp_path, os.urandom(4_000_000))
     mine = tmp_path / "mine.bin"
     mine.write_bytes(source.read_bytes()[:1_500_000])  # looks like a prefix; is not ours
     kept = satchel(live_server.url, "download", stored["id"], "-o", str(mine), cwd=tmp_path)
@@ -91,11 +88,7 @@ def test_download_never_touches_a_file_it_did_not_begin(
 def test_a_rerun_resumes_its_own_part_and_catches_corruption(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
-    source = tmp_path / "data.bin"
-    source.write_bytes(os.urandom(3_000_000))
-    stored = json.loads(
-        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
-    )
+    source, stored = uploaded(live_server, tmp_path, os.urandom(3_000_000))
     part = tmp_path / "copy.bin.part"
     with Proxy(live_server.url, at=1_500_000, cuts=1, down=True) as proxy:
         args = ("download", stored["id"], "-o", "copy.bin", "--chunk-size", "65536")
@@ -141,22 +134,14 @@ def test_errors_name_the_cause(live_server: LiveServer, tmp_path: Path) -> None:
     """The server's own words, for a HEAD too; a local failure is not 'network'."""
     missing = satchel(live_server.url, "download", "A" * 22, cwd=tmp_path)
     assert missing.returncode == 1 and "No such file" in missing.stderr
-    source = tmp_path / "data.bin"
-    source.write_bytes(b"x" * 1000)
-    stored = json.loads(
-        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
-    )
+    source, stored = uploaded(live_server, tmp_path, b"x" * 1000)
     nowhere = tmp_path / "no such folder" / "copy.bin"
     local = satchel(live_server.url, "download", stored["id"], "-o", str(nowhere), cwd=tmp_path)
     assert local.returncode == 5 and "local:" in local.stderr and "network" not in local.stderr
 
 
 def test_ctrl_c_is_one_line_and_exit_130(live_server: LiveServer, tmp_path: Path) -> None:
-    source = tmp_path / "data.bin"
-    source.write_bytes(os.urandom(4_000_000))
-    stored = json.loads(
-        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
-    )
+    source, stored = uploaded(live_server, tmp_path, os.urandom(4_000_000))
     slowly = f"{stored['links']['download']}?kbps=200"  # 20 s: time to press Ctrl-C
     process = subprocess.Popen(
         [sys.executable, "-m", "satchel", "download", slowly, "-o", "copy.bin"],
@@ -186,6 +171,16 @@ def test_curl_upload_file_idiom(live_server: LiveServer, tmp_path: Path) -> None
     ).stdout  # fmt: skip
     stored = json.loads(out)
     assert stored["name"] == "photo 1.jpg" and stored["size"] == 200_000
+
+
+def uploaded(server: LiveServer, tmp_path: Path, data: bytes) -> tuple[Path, dict[str, Any]]:
+    """``data`` as tmp_path/data.bin, uploaded by the client: the file and its answer."""
+    source = tmp_path / "data.bin"
+    source.write_bytes(data)
+    answer = satchel(server.url, "upload", str(source), "--json", cwd=tmp_path)
+    assert answer.returncode == 0, answer.stderr
+    stored: dict[str, Any] = json.loads(answer.stdout)
+    return source, stored
 
 
 class Proxy:
@@ -321,11 +316,7 @@ def test_a_rerun_resumes_an_upload_the_network_gave_up_on(
 
 
 def test_a_download_cut_off_resumes_with_range(live_server: LiveServer, tmp_path: Path) -> None:
-    source = tmp_path / "data.bin"
-    source.write_bytes(os.urandom(3_000_000))
-    stored = json.loads(
-        satchel(live_server.url, "upload", str(source), "--json", cwd=tmp_path).stdout
-    )
+    source, stored = uploaded(live_server, tmp_path, os.urandom(3_000_000))
     with Proxy(live_server.url, at=1_500_000, cuts=2, down=True) as proxy:
         got = satchel(
             proxy.url, "download", stored["id"], "-o", "copy.bin", "--json",

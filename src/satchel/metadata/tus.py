@@ -86,14 +86,13 @@ class SqlUploadRepo:
         async with self._engine.begin() as conn:
             return [row.id for row in await conn.execute(stmt)]
 
-    async def unfinished_rest(self, other_than: str | None = None) -> int:
-        """Bytes still to come of the unfinished uploads of known length, but one."""
+    async def unfinished_rest(self) -> int:
+        """Bytes still to come of the unfinished, unexpired uploads of known length."""
         rest = tus_uploads.c.upload_length - tus_uploads.c.upload_offset
         query = select(func.coalesce(func.sum(rest), 0)).where(
             tus_uploads.c.completed.is_(False),
             tus_uploads.c.upload_length.is_not(None),
             tus_uploads.c.expires_at > datetime.now(UTC),
-            tus_uploads.c.id != (upload_key(other_than) if other_than else ""),
         )
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
