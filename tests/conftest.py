@@ -100,6 +100,9 @@ def db_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
     return url
 
 
+READY = {"User-Agent": "satchel-tests-ready"}  # the readiness probe, known in logs
+
+
 class LiveServer:
     def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         self.url = url
@@ -124,7 +127,8 @@ def start_server(
         # Ready when it answers: the port accepts connections (into its backlog) as
         # soon as it is bound, before the database is migrated and opened.
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as ok:
+            ready = urllib.request.Request(f"http://127.0.0.1:{port}/healthz", headers=READY)
+            with urllib.request.urlopen(ready, timeout=1) as ok:
                 if ok.status == 200:
                     return LiveServer(f"http://127.0.0.1:{port}", process, log)
         except OSError:
