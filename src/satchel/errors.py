@@ -40,8 +40,20 @@ class SatchelError(Exception):
     status = 500
     message = "Internal error."
 
-    def __init__(self, message: str | None = None, **details: object) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: int | None = None,
+        upload_offset: int | None = None,
+        **details: object,
+    ) -> None:
+        """``retry_after``: seconds after which trying again may work. ``upload_offset``:
+        where a resumable upload stands. Cores say these; only the HTTP layer turns
+        them (and ``details["headers"]``, which it sets itself) into headers."""
         self.message = message or type(self).message
+        self.retry_after = retry_after
+        self.upload_offset = upload_offset
         self.details = details
         super().__init__(self.message)
 

@@ -244,7 +244,7 @@ class Throttle:
             raise TooManyRequests(
                 f"This client already has {limit} requests running; "
                 "wait for one to finish, then retry.",
-                headers={"Retry-After": str(RETRY_CLIENT)},
+                retry_after=RETRY_CLIENT,
             )
         state.requests += 1
         try:
@@ -268,7 +268,7 @@ class Throttle:
             )
             raise ServiceUnavailable(
                 f"All {limit} archive streams of this server are busy; retry shortly.",
-                headers={"Retry-After": str(RETRY_STREAMS)},
+                retry_after=RETRY_STREAMS,
             )
         self._archive_streams += 1
         try:

@@ -231,7 +231,7 @@ class TusStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # never blocks
         except BlockingIOError as exc:
             os.close(fd)
-            raise Locked(headers={"Retry-After": "1"}) from exc
+            raise Locked(retry_after=1) from exc
         try:
             yield fd
         finally:
@@ -411,7 +411,7 @@ def _no_room(end: int) -> InsufficientStorage:
     return InsufficientStorage(
         f"The server has no room for more bytes of this upload. It keeps {end} "
         f"bytes: resume at Upload-Offset {end} later.",
-        headers={"Upload-Offset": str(end)},
+        upload_offset=end,
     )
 
 

@@ -128,13 +128,23 @@ def catalogued(handler: Handler) -> Handler:
             else:
                 log.exception("%s %s failed", request.method, request.path)
                 error = SatchelError("The server failed; the cause is in its log.")
-        extra = error.details.get("headers")
-        headers = dict(extra) if isinstance(extra, Mapping) else None
         return render_error(
-            request, error.status, error.code, error.message, error=error, headers=headers
+            request, error.status, error.code, error.message, error=error, headers=_headers(error)
         )
 
     return answer
+
+
+def _headers(error: SatchelError) -> dict[str, str]:
+    """The headers an error asks for: what its typed fields say, and what the HTTP layer
+    put in ``details["headers"]`` itself."""
+    extra = error.details.get("headers")
+    headers = dict(extra) if isinstance(extra, Mapping) else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if error.upload_offset is not None:
+        headers["Upload-Offset"] = str(error.upload_offset)
+    return headers
 
 
 def _cause(exc: BaseException) -> str:
