@@ -14,10 +14,8 @@ from aiohttp import web
 
 from satchel.archive import Archives
 from satchel.blocking import blocking
-from satchel.clients import parse_networks
 from satchel.config import Settings
-from satchel.filestore import FileStore
-from satchel.filestore import Limits as FileLimits
+from satchel.filestore import FileStore, UploadLimits
 from satchel.http.keys import (
     ARCHIVES,
     DELETE_HTML,
@@ -33,10 +31,11 @@ from satchel.http.keys import (
     UPLOAD_TOKENS,
 )
 from satchel.http.routes import setup_routes
-from satchel.metadata.crc import SqlCrcStore
+from satchel.metadata.crc import SqlCrcRepo
 from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.files import SqlFileRepo
 from satchel.metadata.tus import SqlUploadRepo
+from satchel.peers import parse_networks
 from satchel.space import Ballast, Space
 from satchel.storage.local import LocalStorage, free_bytes
 from satchel.throttle import Throttle
@@ -63,13 +62,13 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
             await migrate(engine)
             app[ENGINE] = engine
             photos_room = Space(functools.partial(free_bytes, settings.photos), reserve)
-            app[ARCHIVES] = Archives(settings.photos, SqlCrcStore(engine), limits, photos_room)
+            app[ARCHIVES] = Archives(settings.photos, SqlCrcRepo(engine), limits, photos_room)
             uploads = SqlUploadRepo(engine)
             storage = await blocking(LocalStorage, settings.data)
             app[FILESTORE] = store = FileStore(
                 SqlFileRepo(engine),
                 storage,
-                FileLimits(settings.max_upload_size, reserve, settings.read_timeout),
+                UploadLimits(settings.max_upload_size, reserve, settings.read_timeout),
                 space=Space(
                     storage.free_bytes,
                     reserve,

@@ -52,7 +52,7 @@ class CrcEntry:
     crc: int
 
 
-class CrcStore(Protocol):
+class CrcRepo(Protocol):
     """Where CRC-32 values of folder members are remembered."""
 
     async def load(self, folder: str) -> dict[FileVersion, int]:
@@ -416,7 +416,7 @@ class Archives:
     """The archive service: where folders live and where their CRCs are kept."""
 
     root: Path
-    store: CrcStore
+    store: CrcRepo
     limits: Limits = Limits()
     space: Space | None = None  # the photos root's room, for files written into folders
 

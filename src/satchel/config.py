@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from satchel.clients import parse_networks
 from satchel.errors import ConfigError
+from satchel.peers import parse_networks
 from satchel.throttle import Rates
 
 MiB = 1024 * 1024

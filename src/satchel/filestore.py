@@ -64,7 +64,7 @@ class _Checked:
 
 
 @dataclass(frozen=True)
-class Limits:
+class UploadLimits:
     max_upload_size: int
     disk_reserve: int
     read_timeout: float
@@ -104,7 +104,7 @@ class FileStore:
         self,
         repo: FileRepo,
         storage: LocalStorage,
-        limits: Limits,
+        limits: UploadLimits,
         check_ttl: float = 1.0,
         space: Space | None = None,
     ) -> None:

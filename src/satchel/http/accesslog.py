@@ -27,7 +27,7 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from satchel.clients import Network, client_address
+from satchel.peers import Network, client_address
 
 STARTED = web.RequestKey("access_log_started", float)  # perf_counter() when the handler began
 DIRECT_BYTES = web.RequestKey("access_log_direct_bytes", int)  # body bytes sent by sendfile

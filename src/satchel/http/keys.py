@@ -4,9 +4,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive import Archives
-from satchel.clients import Network
 from satchel.config import Settings
 from satchel.filestore import FileStore
+from satchel.peers import Network
 from satchel.throttle import Throttle
 from satchel.tusstore import TusStore
 

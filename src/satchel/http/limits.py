@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from satchel.clients import client_address
 from satchel.http.keys import CLIENT, SETTINGS, THROTTLE, TRUSTED_PROXIES
 from satchel.numbers import parse_int
+from satchel.peers import client_address
 from satchel.throttle import Shaper
 
 UNCOUNTED = frozenset({"/healthz", "/favicon.ico"})

@@ -12,7 +12,7 @@ from satchel.archive import CrcEntry, FileVersion
 from satchel.metadata.tables import crc_cache
 
 
-class SqlCrcStore:
+class SqlCrcRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from satchel.clients import client_address, parse_networks
+from satchel.peers import client_address, parse_networks
 
 PROXIES = parse_networks(["10.0.0.0/8", "::1"])
 

@@ -6,12 +6,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive import CrcEntry, FileVersion
-from satchel.metadata.crc import SqlCrcStore
+from satchel.metadata.crc import SqlCrcRepo
 from satchel.metadata.db import HEAD, migrate
 
 
 async def test_saved_crcs_load_back_by_version(engine: AsyncEngine) -> None:
-    store = SqlCrcStore(engine)
+    store = SqlCrcRepo(engine)
     a = FileVersion("a.jpg", 10, 1_700_000_000_123_456_789, 42)
     b = FileVersion("фото/б.jpg", 0, 0, -(2**63))  # an inode past 2**63, stored signed
     await store.save("f1", [CrcEntry(a, 0xFFFFFFFF), CrcEntry(b, 0)])
@@ -20,7 +20,7 @@ async def test_saved_crcs_load_back_by_version(engine: AsyncEngine) -> None:
 
 
 async def test_a_new_version_replaces_the_old_one(engine: AsyncEngine) -> None:
-    store = SqlCrcStore(engine)
+    store = SqlCrcRepo(engine)
     old = FileVersion("a.jpg", 10, 1, 7)
     new = FileVersion("a.jpg", 11, 2, 7)
     await store.save("f", [CrcEntry(old, 1)])
@@ -32,7 +32,7 @@ async def test_a_new_version_replaces_the_old_one(engine: AsyncEngine) -> None:
 
 
 async def test_folders_are_separate(engine: AsyncEngine) -> None:
-    store = SqlCrcStore(engine)
+    store = SqlCrcRepo(engine)
     v = FileVersion("1.jpg", 1, 1, 1)
     await store.save("a", [CrcEntry(v, 10)])
     await store.save("a_", [CrcEntry(v, 20)])
@@ -41,7 +41,7 @@ async def test_folders_are_separate(engine: AsyncEngine) -> None:
 
 
 async def test_saving_nothing_is_fine(engine: AsyncEngine) -> None:
-    await SqlCrcStore(engine).save("f", [])
+    await SqlCrcRepo(engine).save("f", [])
 
 
 async def test_migrations_are_idempotent(engine: AsyncEngine) -> None:
