@@ -9,13 +9,12 @@ without a record (a crash between the last two steps) is invisible, and swept.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Protocol
 
 from satchel.blocking import blocking
 from satchel.errors import (
-    BadRequest,
     DigestMismatch,
     DownloadsInProgress,
     FileNotFound,
@@ -45,12 +43,13 @@ from satchel.files import (
 )
 from satchel.space import Promise, Space
 from satchel.storage.local import Digests, LocalStorage, TempFile, disk_full, hash_file
-from satchel.storage.ring import BlockRing
+from satchel.storage.ring import BLOCK_SIZE, BLOCKS, BlockRing
 from satchel.throttle import Shaper
 
 log = logging.getLogger("satchel.files")
 
 _CHECK_CACHE_SIZE = 10_000
+RING_BYTES = BLOCKS * BLOCK_SIZE
 
 
 @dataclass
@@ -68,35 +67,6 @@ class UploadLimits:
     max_upload_size: int
     disk_reserve: int
     read_timeout: float
-
-
-def parse_digests(headers: Mapping[str, str]) -> bytes | None:
-    """The SHA-256 a client declared in Content-Digest or Repr-Digest (RFC 9530), if any.
-
-    For an upload without content coding both digests cover the same bytes.
-    """
-    declared: set[bytes] = set()
-    for name in ("Content-Digest", "Repr-Digest"):
-        value = headers.get(name)
-        if value is None:
-            continue
-        for member in value.split(","):
-            algorithm, _, encoded = member.strip().partition("=")
-            if algorithm.strip().lower() != "sha-256":
-                continue  # unsupported algorithms may be ignored (RFC 9530 §2)
-            encoded = encoded.strip()
-            try:
-                if not (encoded.startswith(":") and encoded.endswith(":")):
-                    raise ValueError("not a byte sequence")
-                digest = base64.b64decode(encoded[1:-1], validate=True)
-            except ValueError as exc:
-                raise BadRequest(f"{name}: sha-256 must be :base64:, got {encoded!r}") from exc
-            if len(digest) != 32:
-                raise BadRequest(f"{name}: a sha-256 digest has 32 bytes, not {len(digest)}")
-            declared.add(digest)
-    if len(declared) > 1:
-        raise BadRequest("Content-Digest and Repr-Digest disagree")
-    return declared.pop() if declared else None
 
 
 class FileStore:
@@ -221,17 +191,7 @@ class FileStore:
         try:
             ring = BlockRing([temp.digest, temp.store])
             async with self.intake(shaper, body.declared, space) as intake:
-                while True:
-                    await body.ready()  # then take a block: see BlockRing
-                    block, filled = await ring.take(), 0
-                    while filled < len(block) and (n := await body.read_into(block[filled:])):
-                        await intake.took(n)
-                        if intake.received > self.limits.max_upload_size:
-                            raise PayloadTooLarge()
-                        filled += n
-                    ring.send(block, filled)
-                    if filled < len(block):
-                        break
+                await Pump(ring).run(body, intake, self.limits.max_upload_size, PayloadTooLarge)
             await ring.close()
             await blocking(temp.finish)
             # The looks while it grew saw the disk behind the ring's unwritten blocks:
@@ -440,6 +400,46 @@ class ChunkBody:
         return n
 
 
+class Pump:
+    """The one loop of every upload path: fill the ring's blocks from a body.
+
+    ``block`` and ``filled``: a block taken from the ring and not yet sent, and how much
+    of it holds body bytes, for a caller that keeps what arrived when a body is cut.
+    """
+
+    def __init__(self, ring: BlockRing) -> None:
+        self._ring = ring
+        self.block: memoryview | None = None
+        self.filled = 0
+
+    async def run(
+        self,
+        body: Body,
+        intake: Intake,
+        room: int,
+        too_large: Callable[[], Exception],
+        first: int = BLOCK_SIZE,
+    ) -> None:
+        """Until the body ends; ``too_large()`` is raised past ``room`` bytes. The first
+        block holds ``first`` bytes (so that the next ones start aligned), the rest a
+        whole block each."""
+        size = first
+        while True:
+            await body.ready()  # then take a block: see BlockRing
+            block = self.block = await self._ring.take()
+            self.filled = 0
+            while self.filled < size and (n := await body.read_into(block[self.filled : size])):
+                await intake.took(n)
+                if intake.received > room:
+                    raise too_large()
+                self.filled += n
+            self._ring.send(block, self.filled)
+            self.block = None
+            if self.filled < size:
+                return
+            size = BLOCK_SIZE
+
+
 class Intake:
     """One request body as it arrives: call ``took`` for every chunk received.
 
@@ -477,7 +477,8 @@ class Intake:
         self._promise.took(size)
         if self.received >= self._next_space_check:
             self._next_space_check += self._promise.space.check_every
-            await self._promise.space.check()
+            # The ring may hold what arrived and is not yet written: count it as written.
+            await self._promise.space.check(unwritten=min(self.received, RING_BYTES))
 
     def _push(self) -> None:
         self._pushed = self._clock()

@@ -53,7 +53,7 @@ class Space:
         self._ids = itertools.count()
         # How often a growing body looks again: often enough that a small reserve
         # is not overrun between two looks, and no more than every 64 MiB.
-        self.check_every = min(_CHECK_AT_MOST_EVERY, max(4 * 1024 * 1024, reserve // 4))
+        self.check_every = min(_CHECK_AT_MOST_EVERY, max(1024 * 1024, reserve // 4))
 
     async def admit(self, length: int | None, *, own: int = 0) -> None:
         """507 unless ``length`` more bytes fit above the reserve beside every promise;
@@ -95,9 +95,11 @@ class Space:
         if self._ballast is not None:
             await blocking(self._ballast.ensure)
 
-    async def check(self) -> None:
-        """While writing: 507 once the promises no longer fit above the reserve."""
-        if await blocking(self._free_bytes) - sum(self._running.values()) < self.reserve:
+    async def check(self, unwritten: int = 0) -> None:
+        """While writing: 507 once the promises, and the ``unwritten`` bytes a body has
+        received but not yet written, no longer fit above the reserve."""
+        promised = sum(self._running.values()) + unwritten
+        if await blocking(self._free_bytes) - promised < self.reserve:
             raise InsufficientStorage()
 
 

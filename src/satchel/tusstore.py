@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ from satchel.errors import (
     UploadNotFound,
 )
 from satchel.files import ID_RE, Retention, StoredFile, media_type, new_id
-from satchel.filestore import Body, FileStore
+from satchel.filestore import Body, FileStore, Pump
 from satchel.storage.local import ALIGN, Appender, Digests, disk_full, fsync_dir
 from satchel.storage.ring import BLOCK_SIZE, BlockRing
 from satchel.throttle import Shaper
@@ -74,12 +75,7 @@ class TusStore:
         retention: Retention,
         concat: str | None = None,
     ) -> Upload:
-        if length is not None and length > self.files.limits.max_upload_size:
-            raise PayloadTooLarge(
-                f"Upload-Length is {length} bytes; this server accepts at most "
-                f"{self.files.limits.max_upload_size}."
-            )
-        await self.files.admit(length)
+        await self.files.admit(length)  # 413 past the maximum, 507 without room
         now = datetime.now(UTC)
         upload = Upload(
             id=new_id(),
@@ -270,31 +266,20 @@ class TusStore:
         stages = [appender.write]
         if digests is not None or chunk_hash is not None:
             stages.append(hash_block)
+        too_large = functools.partial(
+            PayloadTooLarge,
+            f"The chunk goes past Upload-Length ({upload.length}); it was discarded."
+            if upload.length is not None
+            else "The upload is larger than this server accepts.",
+        )
         ring: BlockRing | None = None
-        block: memoryview | None = None  # taken from the ring, not yet sent
-        filled = 0
+        pump: Pump | None = None
         try:
             ring = BlockRing(stages)
+            pump = Pump(ring)
             async with self.files.intake(shaper, body.declared) as intake:
-                size = -start % ALIGN or BLOCK_SIZE  # then every block starts aligned
-                while True:
-                    await body.ready()  # then take a block: see BlockRing
-                    block, filled = await ring.take(), 0
-                    while filled < size and (n := await body.read_into(block[filled:size])):
-                        await intake.took(n)
-                        if intake.received > room:
-                            raise PayloadTooLarge(
-                                f"The chunk goes past Upload-Length ({upload.length}); "
-                                "it was discarded."
-                                if upload.length is not None
-                                else "The upload is larger than this server accepts."
-                            )
-                        filled += n
-                    ring.send(block, filled)
-                    block = None
-                    if filled < size:
-                        break
-                    size = BLOCK_SIZE
+                first = -start % ALIGN or BLOCK_SIZE  # then every block starts aligned
+                await pump.run(body, intake, room, too_large, first)
             await ring.close()
             if chunk_hash is not None and chunk_hash.digest() != promised:
                 raise ChecksumMismatch()
@@ -310,8 +295,8 @@ class TusStore:
             full = isinstance(exc, InsufficientStorage) or disk_full(exc)
             keep_all = checksum is None and not full
             if ring is not None:
-                if keep_all and block is not None:
-                    ring.send(block, filled)
+                if keep_all and pump is not None and pump.block is not None:
+                    ring.send(pump.block, pump.filled)
                 try:
                     await (ring.close() if keep_all else ring.abort())
                 except Exception as late:  # a write failed while the rest went out

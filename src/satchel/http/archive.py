@@ -17,13 +17,13 @@ from satchel.archive import (
     remove_member,
 )
 from satchel.blocking import blocking
+from satchel.digests import parse_digests
 from satchel.errors import (
     ArchiveChanged,
     ArchiveNotFound,
     DigestMismatch,
     NotFound,
 )
-from satchel.filestore import parse_digests
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.files import authorize_upload, base_url, send_continue
 from satchel.http.headers import content_disposition

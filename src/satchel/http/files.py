@@ -17,6 +17,7 @@ from typing import BinaryIO
 from aiohttp import BodyPartReader, web
 
 from satchel.blocking import blocking
+from satchel.digests import parse_digests
 from satchel.errors import (
     BadRequest,
     FileNotFound,
@@ -25,7 +26,7 @@ from satchel.errors import (
     Unauthorized,
 )
 from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, retention
-from satchel.filestore import ChunkBody, parse_digests
+from satchel.filestore import ChunkBody
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
 from satchel.http.keys import DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
@@ -237,7 +238,10 @@ async def download(request: web.Request) -> web.StreamResponse:
         try:
             completed = await _send(request, response, file, parts)
         finally:
-            await asyncio.shield(store.end_download(record, completed=completed))
+            ended = store.end_download(record, completed=completed)
+            # A claim must be given back even if this handler is cancelled; an unlimited
+            # file's count is only a tally, not worth outliving the request for.
+            await (asyncio.shield(ended) if record.max_downloads is not None else ended)
     finally:
         await asyncio.shield(blocking(file.close))
     return response
