@@ -47,8 +47,7 @@ def request_body(request: web.Request, shaper: Shaper | None) -> Iterator[Body]:
     stall = request.app[SETTINGS].read_timeout
     direct = None if shaper is not None else SocketBody.take(request, stall / 4)
     if direct is None:
-        coded = request.headers.get("Content-Encoding", "identity").strip().lower()
-        declared = request.content_length if coded in ("", "identity") else None
+        declared = request.content_length if _coding(request) == "identity" else None
         yield ChunkBody(body_chunks(request), declared)
         return
     try:
@@ -63,7 +62,7 @@ async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
     Satchel decodes bodies itself (aiohttp's ``auto_decompress`` is off, see
     SERVER_OPTIONS): aiohttp does not notice a gzip body cut short, and would store it.
     """
-    coding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+    coding = _coding(request)
     if coding == "identity":
         while chunk := await request.content.readany():
             yield chunk
@@ -86,6 +85,10 @@ async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
         raise MalformedBody(f"The body is not valid {coding}: {exc}.") from exc
     if decoder is None or not decoder.eof or decoder.unused_data:
         raise MalformedBody(f"The {coding} body is empty, cut short, or has bytes after its end.")
+
+
+def _coding(request: web.Request) -> str:
+    return request.headers.get("Content-Encoding", "").strip().lower() or "identity"
 
 
 def close_if_taken(request: web.Request, response: web.Response) -> web.Response:
@@ -120,7 +123,7 @@ class SocketBody:
             or transport is None
             or transport.is_closing()
             or "Transfer-Encoding" in request.headers
-            or request.headers.get("Content-Encoding", "identity").lower() != "identity"
+            or _coding(request) != "identity"
             or (sock := plain_socket(transport)) is None
         ):
             return None
