@@ -52,15 +52,11 @@ async def _archive(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",
     }
     validators = Validators(manifest.etag, manifest.last_modified, manifest.layout.size)
-    planned = plan_body(request, validators, ZIP, body_headers=body_headers)
-    if isinstance(planned, web.Response):
-        return planned
-    response, parts = planned
-    if request.method == "HEAD":
-        await response.prepare(request)
-        return response
-    await _stream(request, response, manifest, parts)
-    return response
+    plan = plan_body(request, validators, ZIP, body_headers=body_headers)
+    if not plan.parts:
+        return await plan.headers_only(request)
+    await _stream(request, plan.response, manifest, plan.parts)
+    return plan.response
 
 
 async def _stream(

@@ -211,26 +211,23 @@ async def download(request: web.Request) -> web.StreamResponse:
     etag = f'"{record.sha256[:40]}"'
     created = int(record.created_at.timestamp())
     digest = base64.b64encode(bytes.fromhex(record.sha256)).decode()
-    planned = plan_body(
+    plan = plan_body(
         request,
         Validators(etag, created, record.size),
         record.content_type,
         headers={"Repr-Digest": f"sha-256=:{digest}:"},
         body_headers={"Content-Disposition": content_disposition(record.name)},
     )
-    if isinstance(planned, web.Response):
-        return planned
-    response, parts = planned
-    if request.method == "HEAD":
-        await response.prepare(request)
-        return response
+    if not plan.parts:
+        return await plan.headers_only(request)
+    response, parts = plan.response, plan.parts
     try:  # opened before the headers go out: a missing file is still a clean 404
         file = await blocking(open, store.path(record.id), "rb", buffering=0)
     except OSError as exc:
         log.error("File %s has a record but no bytes: %s", record.id, exc)
         raise FileNotFound() from exc
     try:
-        if not any(isinstance(p, tuple) and p[1] == record.size for p in parts):
+        if not plan.reaches(record.size):
             await _send(request, response, file, parts)  # a part: counts for nothing
             return response
         await store.start_download(record)

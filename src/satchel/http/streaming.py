@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from aiohttp import web
@@ -178,6 +179,25 @@ class ResponseSink:
 Parts = Sequence[bytes | tuple[int, int]]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The answer to a GET or HEAD, decided before any byte is sent: the response, not
+    yet prepared, and the parts of its body: literal bytes and (start, stop) of the
+    representation. No parts: nothing to send (a 304, or a HEAD)."""
+
+    response: web.StreamResponse
+    parts: Parts = ()
+
+    def reaches(self, end: int) -> bool:
+        """Whether a part runs to ``end``, the representation's last byte."""
+        return any(isinstance(part, tuple) and part[1] == end for part in self.parts)
+
+    async def headers_only(self, request: web.Request) -> web.StreamResponse:
+        """The answer of a plan without parts: its headers."""
+        await self.response.prepare(request)
+        return self.response
+
+
 def plan_body(
     request: web.Request,
     validators: Validators,
@@ -185,13 +205,12 @@ def plan_body(
     *,
     headers: dict[str, str] | None = None,
     body_headers: dict[str, str] | None = None,
-) -> web.Response | tuple[web.StreamResponse, Parts]:
+) -> Plan:
     """Decide the response to a GET or HEAD before any byte is sent.
 
     ``headers`` go on every answer (with the validators), ``body_headers`` only on
-    200 and 206. 304 comes back as a finished response, 412 and 416 are raised;
-    otherwise the unprepared response (status, exact Content-Length, Content-Range
-    or the multipart type) and the parts to send: literal bytes and (start, stop).
+    200 and 206. 412 and 416 are raised; otherwise the plan: the response (status,
+    exact Content-Length, Content-Range or the multipart type) and the parts to send.
     """
     size = validators.size
     decision = evaluate(request.method, request.headers, validators)
@@ -205,7 +224,7 @@ def plan_body(
     }
     match decision.outcome:
         case Outcome.NOT_MODIFIED:
-            return web.Response(status=304, headers=headers)
+            return Plan(web.Response(status=304, headers=headers))
         case Outcome.PRECONDITION_FAILED:
             raise PreconditionFailed()
         case Outcome.UNSATISFIABLE:
@@ -224,4 +243,4 @@ def plan_body(
             headers["Content-Range"] = content_range(*ranges[0], size)
     response = web.StreamResponse(status=decision.outcome.value, headers=headers)
     response.content_length = length
-    return response, parts
+    return Plan(response, () if request.method == "HEAD" else parts)
