@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy --strict src
+	$(VENV)/bin/mypy tests
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

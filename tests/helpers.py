@@ -39,7 +39,9 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def raw_get(host: str, port: int, path: str, *headers: str) -> tuple[int, bytes, bytes]:
+async def raw_get(
+    host: str, port: int | None, path: str, *headers: str
+) -> tuple[int, bytes, bytes]:
     """(status, head, body) of a GET sent byte for byte, so no client normalises the path
     or the ``headers`` ("Name: value")."""
     import asyncio

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from satchel.tus import upload_key
 from satchel.tusstore import TusStore
 
 
-def _to(revision: str) -> object:
+def _to(revision: str) -> Callable[[Connection], None]:
     def run(conn: Connection) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))

@@ -6,7 +6,9 @@ import email.parser
 import io
 import os
 import zipfile
+from email.message import Message
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import text
@@ -138,7 +140,8 @@ async def test_multi_range_is_multipart_byteranges(
     message = email.parser.BytesParser().parsebytes(
         b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
     )
-    parts = [(p["Content-Range"], p.get_payload(decode=True)) for p in message.get_payload()]
+    members = cast(list[Message], message.get_payload())
+    parts = [(p["Content-Range"], p.get_payload(decode=True)) for p in members]
     assert parts == [
         (f"bytes 0-9/{size}", whole[0:10]),
         (f"bytes 100-199/{size}", whole[100:200]),

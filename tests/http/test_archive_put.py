@@ -72,7 +72,7 @@ async def test_unsafe_paths_are_refused(
     assert status == 404  # GET of a member path is never served
 
 
-async def raw_put(host: str, port: int, path: str) -> int:
+async def raw_put(host: str, port: int | None, path: str) -> int:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
         f"PUT {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer cms-token\r\n"

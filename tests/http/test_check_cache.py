@@ -48,7 +48,7 @@ async def _uploaded(make_app_client: ClientFactory) -> tuple[Any, FileStore, Gat
     file_id = (await resp.json())["id"]
     store = client.app[FILESTORE]
     gated = GatedRepo(store.repo)
-    store.repo = gated  # type: ignore[assignment]
+    store.repo = gated
     return client, store, gated, file_id
 
 

@@ -11,8 +11,9 @@ import io
 import os
 import time
 from datetime import datetime, timedelta
+from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -120,7 +121,8 @@ async def test_download_headers_ranges_and_conditionals(make_client: ClientFacto
         + b"\r\n\r\n"
         + await multi.read()
     )
-    assert [p.get_payload(decode=True) for p in message.get_payload()] == [data[:2], data[-2:]]
+    parts = cast(list[Message], message.get_payload())
+    assert [p.get_payload(decode=True) for p in parts] == [data[:2], data[-2:]]
     assert (await client.get(path, headers={"If-None-Match": etag})).status == 304
     assert (await client.get(path, headers={"Range": "bytes=999999-"})).status == 416
     stale = await client.get(path, headers={"Range": "bytes=0-0", "If-Range": '"old"'})

@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from satchel import filestore, tusstore
 from satchel.http.keys import FILESTORE, TUSSTORE
 from satchel.storage.local import Appender, Digests
+from satchel.storage.local import hash_file as local_hash_file
 from satchel.storage.ring import BLOCK_SIZE, BLOCKS
 from satchel.tus import upload_key
 
@@ -483,7 +484,7 @@ async def test_large_chunks_at_any_offset_store_the_exact_bytes_and_hashes(
     took on the way to the stored file; one that did not (another worker, a restart)
     reads the finished bytes again. Either way the record is right."""
     reads: list[Path] = []
-    real_hash_file = filestore.hash_file
+    real_hash_file = local_hash_file
 
     def hash_file(path: Path) -> Digests:
         reads.append(path)

@@ -239,8 +239,9 @@ class Proxy:
                             sock.shutdown(socket.SHUT_RDWR)
                         return
                     if self._flip:
-                        data = bytearray(data)
-                        data[self._at - seen] ^= 0x01
+                        spoiled = bytearray(data)
+                        spoiled[self._at - seen] ^= 0x01
+                        data = bytes(spoiled)
                 seen += len(data)
                 if spoil:
                     self.sent += len(data)

@@ -4,6 +4,7 @@ direct I/O and without; ChunkBody across chunk edges."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import mmap
 import os
@@ -15,7 +16,6 @@ from typing import Any
 import pytest
 
 from satchel.filestore import ChunkBody
-from satchel.storage import local
 from satchel.storage.local import TempFile
 
 SIZES = [0, 1, 4095, 4096, 4097, 1 << 20, (1 << 20) + 4095, 3 * (1 << 20) + 5000]
@@ -25,14 +25,14 @@ BLOCK = 256 * 1024
 @pytest.fixture(params=["direct", "buffered"])
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "buffered":  # as on a filesystem without O_DIRECT
-        real = local.fcntl.fcntl
+        real = fcntl.fcntl  # the module storage.local calls
 
         def refuse_direct(fd: int, cmd: int, arg: Any = 0) -> Any:
-            if cmd == local.fcntl.F_SETFL and arg & os.O_DIRECT:
+            if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
                 raise OSError(errno.EINVAL, "no direct I/O here")
             return real(fd, cmd, arg)
 
-        monkeypatch.setattr(local.fcntl, "fcntl", refuse_direct)
+        monkeypatch.setattr(fcntl, "fcntl", refuse_direct)
     return str(request.param)
 
 

@@ -6,6 +6,7 @@ import io
 import struct
 import zipfile
 import zlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -45,7 +46,7 @@ def build(members: list[Member], payloads: list[bytes], lim: Limits) -> tuple[La
 
 @settings(max_examples=300, deadline=None)
 @given(archives())
-def test_every_layout_opens_in_zipfile_with_exact_size(case: tuple) -> None:
+def test_every_layout_opens_in_zipfile_with_exact_size(case: tuple[Any, ...]) -> None:
     members, payloads, lim = case
     layout, blob = build(members, payloads, lim)
     assert len(blob) == layout.size
@@ -65,7 +66,9 @@ def test_every_layout_opens_in_zipfile_with_exact_size(case: tuple) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(archives(), st.data())
-def test_pieces_of_any_range_concatenate_to_that_slice(case: tuple, data: st.DataObject) -> None:
+def test_pieces_of_any_range_concatenate_to_that_slice(
+    case: tuple[Any, ...], data: st.DataObject
+) -> None:
     members, payloads, lim = case
     layout, blob = build(members, payloads, lim)
     start = data.draw(st.integers(0, layout.size))
