@@ -223,8 +223,11 @@ _BY_STATUS = (
 )
 
 
-class ArchiveChanged(Exception):
-    """A file of an archive changed or vanished after the headers went out.
+class BodyCut(Exception):
+    """A body that cannot go on after its headers went out (a file changed, vanished or
+    is shorter than its record). Not an HTTP error: by then the only honest answer is
+    to cut the connection."""
 
-    Not an HTTP error: by then the only honest answer is to cut the connection.
-    """
+
+class ArchiveChanged(BodyCut):
+    """A file of an archive changed or vanished after the headers went out."""

@@ -19,7 +19,6 @@ from satchel.archive import (
 from satchel.blocking import blocking
 from satchel.digests import parse_digests
 from satchel.errors import (
-    ArchiveChanged,
     ArchiveNotFound,
     DigestMismatch,
     NotFound,
@@ -28,8 +27,8 @@ from satchel.http.body import close_if_taken, request_body
 from satchel.http.files import authorize_upload, base_url, send_continue
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS, THROTTLE
-from satchel.http.limits import finished, upload_shaping
-from satchel.http.streaming import Parts, ResponseSink, plan_body
+from satchel.http.limits import upload_shaping
+from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
 
 log = logging.getLogger("satchel.archive")
@@ -55,20 +54,15 @@ async def _archive(request: web.Request) -> web.StreamResponse:
     plan = plan_body(request, validators, ZIP, body_headers=body_headers)
     if not plan.parts:
         return await plan.headers_only(request)
-    await _stream(request, plan.response, manifest, plan.parts)
+    await _stream(request, plan, manifest)
     return plan.response
 
 
-async def _stream(
-    request: web.Request,
-    response: web.StreamResponse,
-    manifest: Manifest,
-    parts: Parts,
-) -> None:
+async def _stream(request: web.Request, plan: Plan, manifest: Manifest) -> None:
     """Send the planned parts; after the headers, an error can only cut the connection."""
     archives, settings = request.app[ARCHIVES], request.app[SETTINGS]
-    folder, length = manifest.folder, response.content_length
-    sink = ResponseSink.for_request(request, response)
+    folder = manifest.folder
+    sink = ResponseSink.for_request(request, plan.response)
     sender = ArchiveSender(
         manifest,
         await archives.store.load(folder),
@@ -77,25 +71,8 @@ async def _stream(
         delay=settings.delay,
     )
     try:
-        await response.prepare(request)
-        for part in parts:
-            if isinstance(part, bytes):
-                await sink.write(part)
-            else:
-                await sender.send(*part)
-        await response.write_eof()
-    except (ConnectionError, asyncio.CancelledError) as exc:
-        log.info(
-            "Download was interrupted: archive %s after %d of %s bytes", folder, sink.sent, length
-        )
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-    except ArchiveChanged as exc:
-        log.error("Aborted archive %s after %d of %s bytes: %s", folder, sink.sent, length, exc)
-        if request.transport is not None:
-            request.transport.abort()
+        await send_planned(request, plan, sink, sender.send, f"archive {folder}")
     finally:
-        finished(request, "download", sink.shaper)
         await sender.close()
         await _remember(request, folder, sender)
 

@@ -20,6 +20,7 @@ from satchel.blocking import blocking
 from satchel.digests import parse_digests
 from satchel.errors import (
     BadRequest,
+    BodyCut,
     FileNotFound,
     Forbidden,
     MalformedBody,
@@ -30,8 +31,8 @@ from satchel.filestore import ChunkBody
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
 from satchel.http.keys import DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
-from satchel.http.limits import finished, upload_shaping
-from satchel.http.streaming import Parts, ResponseSink, plan_body
+from satchel.http.limits import upload_shaping
+from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
 
 log = logging.getLogger("satchel.files")
@@ -220,7 +221,6 @@ async def download(request: web.Request) -> web.StreamResponse:
     )
     if not plan.parts:
         return await plan.headers_only(request)
-    response, parts = plan.response, plan.parts
     try:  # opened before the headers go out: a missing file is still a clean 404
         file = await blocking(open, store.path(record.id), "rb", buffering=0)
     except OSError as exc:
@@ -228,12 +228,12 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise FileNotFound() from exc
     try:
         if not plan.reaches(record.size):
-            await _send(request, response, file, parts)  # a part: counts for nothing
-            return response
+            await _send(request, plan, file)  # a part: counts for nothing
+            return plan.response
         await store.start_download(record)
         completed = False
         try:
-            completed = await _send(request, response, file, parts)
+            completed = await _send(request, plan, file)
         finally:
             ended = store.end_download(record, completed=completed)
             # A claim must be given back even if this handler is cancelled; an unlimited
@@ -241,39 +241,18 @@ async def download(request: web.Request) -> web.StreamResponse:
             await (asyncio.shield(ended) if record.max_downloads is not None else ended)
     finally:
         await asyncio.shield(blocking(file.close))
-    return response
+    return plan.response
 
 
-async def _send(
-    request: web.Request,
-    response: web.StreamResponse,
-    file: BinaryIO,
-    parts: Parts,
-) -> bool:
-    """Stream the parts; True if every byte went out."""
-    sink = ResponseSink.for_request(request, response)
-    try:
-        await response.prepare(request)
-        for part in parts:
-            if isinstance(part, bytes):
-                await sink.write(part)
-            elif await sink.sendfile(file, part[0], part[1] - part[0]) != part[1] - part[0]:
-                log.error("File %s is shorter than its record", request.match_info["id"])
-                if request.transport is not None:
-                    request.transport.abort()
-                return False
-        await response.write_eof()
-    except ConnectionError:
-        log.info(
-            "Download was interrupted: file %s after %d of %s bytes",
-            request.match_info["id"],
-            sink.sent,
-            response.content_length,
-        )
-        return False
-    finally:
-        finished(request, "download", sink.shaper)
-    return True
+async def _send(request: web.Request, plan: Plan, file: BinaryIO) -> bool:
+    """Stream the planned parts of ``file``; True if every byte went out."""
+    sink = ResponseSink.for_request(request, plan.response)
+
+    async def send_range(start: int, stop: int) -> None:
+        if await sink.sendfile(file, start, stop - start) != stop - start:
+            raise BodyCut("the file is shorter than its record")
+
+    return await send_planned(request, plan, sink, send_range, f"file {request.match_info['id']}")
 
 
 def delete_page(request: web.Request, record: StoredFile, token: str) -> web.Response:

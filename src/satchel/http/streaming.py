@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from aiohttp import web
 
 from satchel.blocking import blocking
-from satchel.errors import PreconditionFailed, RangeNotSatisfiable
+from satchel.errors import BodyCut, PreconditionFailed, RangeNotSatisfiable
 from satchel.http.accesslog import DIRECT_BYTES
 from satchel.http.keys import SETTINGS
-from satchel.http.limits import download_shaper
+from satchel.http.limits import download_shaper, finished
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
 from satchel.throttle import Shaper
 
@@ -177,6 +178,7 @@ class ResponseSink:
 
 
 Parts = Sequence[bytes | tuple[int, int]]
+log = logging.getLogger("satchel.http")
 
 
 @dataclass(frozen=True)
@@ -244,3 +246,41 @@ def plan_body(
     response = web.StreamResponse(status=decision.outcome.value, headers=headers)
     response.content_length = length
     return Plan(response, () if request.method == "HEAD" else parts)
+
+
+async def send_planned(
+    request: web.Request,
+    plan: Plan,
+    sink: ResponseSink,
+    send_range: Callable[[int, int], Awaitable[None]],
+    what: str,
+) -> bool:
+    """Prepare the plan's response and send its parts: literal bytes through ``sink``,
+    each (start, stop) by ``send_range``; True if every byte went out.
+
+    After the headers an error can only cut the connection: a client that went away is
+    logged as an interrupted download of ``what``; a :class:`BodyCut` as an error, and
+    the connection is cut so the client cannot take a short body for a whole one.
+    """
+    length = plan.response.content_length
+    try:
+        await plan.response.prepare(request)
+        for part in plan.parts:
+            if isinstance(part, bytes):
+                await sink.write(part)
+            else:
+                await send_range(*part)
+        await plan.response.write_eof()
+    except (ConnectionError, asyncio.CancelledError) as exc:
+        log.info("Download was interrupted: %s after %d of %s bytes", what, sink.sent, length)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return False
+    except BodyCut as exc:
+        log.error("Aborted %s after %d of %s bytes: %s", what, sink.sent, length, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return False
+    finally:
+        finished(request, "download", sink.shaper)
+    return True
