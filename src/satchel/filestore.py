@@ -186,6 +186,7 @@ class FileStore:
         timeout, the speed limit (``shaper``) and the disk reserve by an :class:`Intake`;
         a disk that falls behind stops the reading, so a stalled disk times out too.
         """
+        space = space or self.space
         temp = await blocking(create or self.storage.create)
         ring: BlockRing | None = None
         try:
@@ -196,7 +197,7 @@ class FileStore:
             await blocking(temp.finish)
             # The looks while it grew saw the disk behind the ring's unwritten blocks:
             # now that every byte is down, it must still leave the reserve free.
-            await (space or self.space).check()
+            await space.check()
         except BaseException as exc:
             if ring is not None:  # its threads may still use the file: let them finish
                 await ring.abort()

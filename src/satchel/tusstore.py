@@ -62,7 +62,8 @@ class TusStore:
         return self.root / upload_key(upload_id)
 
     def _rename_legacy(self) -> None:
-        """Blocking: before 0.6 an upload's bytes were named by its id; now by its key."""
+        """Blocking: before migration 0006 an upload's bytes were named by its id; now by
+        its key."""
         for entry in os.scandir(self.root):
             if ID_RE.fullmatch(entry.name):
                 os.replace(entry.path, self.path(entry.name))
