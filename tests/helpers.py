@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 NASTY_NAMES = [
@@ -55,3 +57,13 @@ async def raw_get(
     await writer.wait_closed()
     head, _, body = raw.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), head, body
+
+
+def aligned_blocks(data: bytes, size: int) -> Iterator[memoryview]:
+    """``data`` in page-aligned blocks of ``size`` bytes (the last may be shorter), as
+    FileStore.receive hands them to the storage; each reuses the one block's memory."""
+    block = memoryview(mmap.mmap(-1, size))
+    for at in range(0, len(data), size):
+        piece = data[at : at + size]
+        block[: len(piece)] = piece
+        yield block[: len(piece)]

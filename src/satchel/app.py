@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from importlib import resources
+from pathlib import Path
 
 from aiohttp import web
 
@@ -37,7 +37,9 @@ from satchel.metadata.files import SqlFileRepo
 from satchel.metadata.tus import SqlUploadRepo
 from satchel.peers import parse_networks
 from satchel.space import Ballast, Space
-from satchel.storage.local import LocalStorage, free_bytes
+from satchel.storage.base import Storage, UploadLocks
+from satchel.storage.folders import LocalFolders
+from satchel.storage.local import LocalStorage
 from satchel.throttle import Throttle
 from satchel.tusstore import TusStore
 from satchel.zipstream import Limits
@@ -45,8 +47,15 @@ from satchel.zipstream import Limits
 log = logging.getLogger("satchel")
 
 
-def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Application:
-    """The whole service. ``limits`` shrinks ZIP64 thresholds (tests only)."""
+def create_app(
+    settings: Settings,
+    *,
+    limits: Limits = Limits(),
+    storage: Callable[[Path], Storage] = LocalStorage,
+) -> web.Application:
+    """The whole service. ``limits`` shrinks ZIP64 thresholds (tests only); ``storage``
+    makes the storage of uploaded bytes from the data folder: local files by default.
+    It must lock uploads too (``UploadLocks``) until a lock service can stand in."""
     rates = settings.rates()
     app = web.Application()
     app[SETTINGS] = settings
@@ -61,29 +70,27 @@ def create_app(settings: Settings, *, limits: Limits = Limits()) -> web.Applicat
         try:
             await migrate(engine)
             app[ENGINE] = engine
-            photos_room = Space(functools.partial(free_bytes, settings.photos), reserve)
-            app[ARCHIVES] = Archives(settings.photos, SqlCrcRepo(engine), limits, photos_room)
+            folders = LocalFolders(settings.photos)
+            photos_room = Space(folders.free_bytes, reserve)
+            app[ARCHIVES] = Archives(folders, SqlCrcRepo(engine), limits, photos_room)
             uploads = SqlUploadRepo(engine)
-            storage = await blocking(LocalStorage, settings.data)
+            backend = await blocking(storage, settings.data)
+            if not isinstance(backend, UploadLocks):
+                raise TypeError(f"{type(backend).__name__} cannot lock resumable uploads")
             app[FILESTORE] = store = FileStore(
                 SqlFileRepo(engine),
-                storage,
+                backend,
                 UploadLimits(settings.max_upload_size, reserve, settings.read_timeout),
                 space=Space(
-                    storage.free_bytes,
+                    backend.free_bytes,
                     reserve,
                     uploads.unfinished_rest,
                     Ballast(settings.data / "ballast"),
                 ),
             )
             await store.space.refill()
-            app[TUSSTORE] = tus = await blocking(
-                TusStore,
-                uploads,
-                store,
-                settings.data,
-                timedelta(hours=settings.tus_expiry_hours),
-            )
+            expiry = timedelta(hours=settings.tus_expiry_hours)
+            app[TUSSTORE] = tus = TusStore(uploads, store, backend, expiry)
             app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)
             await tus.purge()
             await store.purge()

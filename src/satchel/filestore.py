@@ -17,8 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from satchel.blocking import blocking
 from satchel.errors import (
@@ -42,7 +41,7 @@ from satchel.files import (
     token_digest,
 )
 from satchel.space import Promise, Space
-from satchel.storage.local import Digests, LocalStorage, TempFile, disk_full, hash_file
+from satchel.storage.base import Digests, Incoming, Reader, Storage, disk_full, hash_all
 from satchel.storage.ring import BLOCK_SIZE, BLOCKS, BlockRing
 from satchel.throttle import Shaper
 
@@ -50,6 +49,7 @@ log = logging.getLogger("satchel.files")
 
 _CHECK_CACHE_SIZE = 10_000
 RING_BYTES = BLOCKS * BLOCK_SIZE
+_Incoming = TypeVar("_Incoming", bound=Incoming)
 
 
 @dataclass
@@ -73,7 +73,7 @@ class FileStore:
     def __init__(
         self,
         repo: FileRepo,
-        storage: LocalStorage,
+        storage: Storage,
         limits: UploadLimits,
         check_ttl: float = 1.0,
         space: Space | None = None,
@@ -109,7 +109,7 @@ class FileStore:
         shaper: Shaper | None = None,
     ) -> tuple[StoredFile, str]:
         """Receive, verify and commit one file; its record and its delete token."""
-        temp = await self.receive(body, shaper=shaper)
+        temp = await self.receive(body, self.storage.create, shaper=shaper)
         try:
             if sha256 is not None and temp.sha256 != sha256:
                 raise DigestMismatch()
@@ -131,7 +131,7 @@ class FileStore:
 
     async def adopt(
         self,
-        source: Path,
+        key: str,
         *,
         file_id: str,
         delete_token: str,
@@ -140,15 +140,15 @@ class FileStore:
         retention: Retention,
         digests: Digests | None = None,
     ) -> StoredFile:
-        """Make a complete, fsynced file (a finished resumable upload) the stored file
+        """Make a complete resumable upload's bytes (its storage ``key``) the stored file
         ``file_id``: hashed here unless its ``digests`` were taken as it arrived.
         Idempotent, so a retry after a crash at any step finishes the job."""
         existing = await self.repo.get(file_id)
         if existing is not None:
             return existing
         if digests is None:
-            digests = await blocking(hash_file, source)
-        await asyncio.shield(blocking(self.storage.link, source, file_id))
+            digests = await blocking(self._hash_upload, key)
+        await asyncio.shield(blocking(self.storage.finish_upload, key, file_id))
         record = _new_record(
             file_id,
             name_for,
@@ -160,6 +160,13 @@ class FileStore:
         )
         await self._insert(record, delete_token)
         return record
+
+    def _hash_upload(self, key: str) -> Digests:
+        reader = self.storage.read_upload(key)
+        try:
+            return hash_all(reader)
+        finally:
+            reader.close()
 
     async def _insert(self, record: StoredFile, delete_token: str) -> None:
         """The last step of a store: after it, the file is visible."""
@@ -175,11 +182,12 @@ class FileStore:
     async def receive(
         self,
         body: Body,
-        create: Callable[[], TempFile] | None = None,
+        create: Callable[[], _Incoming],
         shaper: Shaper | None = None,
         space: Space | None = None,
-    ) -> TempFile:
-        """Stream into a temp file (fsynced), hashing on the way; nothing kept on error.
+    ) -> _Incoming:
+        """Stream into a new object ``create``-d (durable at the end), hashing on the way;
+        nothing kept on error.
 
         Through a :class:`BlockRing`: while one thread hashes a block and another
         writes one out, the event loop fills the next. The body is held to the read
@@ -187,7 +195,7 @@ class FileStore:
         a disk that falls behind stops the reading, so a stalled disk times out too.
         """
         space = space or self.space
-        temp = await blocking(create or self.storage.create)
+        temp = await blocking(create)
         ring: BlockRing | None = None
         try:
             ring = BlockRing([temp.digest, temp.store])
@@ -284,8 +292,13 @@ class FileStore:
         ) is entry:
             del self._checked[file_id]
 
-    def path(self, file_id: str) -> Path:
-        return self.storage.path(file_id)
+    async def open(self, record: StoredFile) -> Reader:
+        """The file's bytes, open for reading: a record without them is a 404 (logged)."""
+        try:
+            return await blocking(self.storage.open, record.id)
+        except OSError as exc:
+            log.error("File %s has a record but no bytes: %s", record.id, exc)
+            raise FileNotFound() from exc
 
     async def start_download(self, record: StoredFile) -> None:
         """Before the first byte of a download that reaches the end of the file: with

@@ -1,30 +1,29 @@
-"""Resumable uploads (tus 1.0): bytes under <data>/tus/<id>, offsets in the database.
+"""Resumable uploads (tus 1.0): bytes in the storage by the upload's key, offsets in
+the database.
 
-- An acknowledged offset is durable: the bytes are fsynced before the record moves,
-  and the record moves before the client hears 204.
-- One writer per upload, across processes: a PATCH holds an exclusive ``flock`` on
-  the upload's file for as long as it writes; another PATCH gets 423 at once.
+- An acknowledged offset is durable: the bytes are made durable before the record
+  moves, and the record moves before the client hears 204.
+- One writer per upload, across processes: a PATCH holds the upload's lock
+  (``UploadLocks``: a ``flock`` locally) for as long as it writes; another PATCH gets
+  423 at once.
 - Bytes past the acknowledged offset (a crash mid-PATCH) are cut off before writing.
 - A PATCH cut short (the network dropped) keeps what arrived, so the client resumes
   there; with an Upload-Checksum the partial chunk cannot be verified and is dropped.
   A full disk cuts it short too: 507, keeping what was written.
-- Finishing is idempotent: the stored file's id is chosen at creation; the bytes are
-  hard-linked into the file store, its record inserted, the upload marked complete,
-  and only then is the upload's own file removed.
+- Finishing is idempotent: the stored file's id is chosen at creation; the bytes
+  become the stored file's (a hard link locally), its record is inserted, the upload
+  marked complete, and only then are the upload's own bytes removed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from satchel.blocking import blocking
 from satchel.errors import (
@@ -38,10 +37,11 @@ from satchel.errors import (
 )
 from satchel.files import ID_RE, Retention, StoredFile, media_type, new_id
 from satchel.filestore import Body, FileStore, Pump
-from satchel.storage.local import ALIGN, Appender, Digests, disk_full, fsync_dir
+from satchel.storage.base import Appending, Digests, UploadLocks, disk_full
+from satchel.storage.local import ALIGN
 from satchel.storage.ring import BLOCK_SIZE, BlockRing
 from satchel.throttle import Shaper
-from satchel.tus import Checksum, Upload, UploadRepo, upload_key
+from satchel.tus import Checksum, Upload, UploadRepo
 
 log = logging.getLogger("satchel.tus")
 
@@ -49,24 +49,15 @@ _RUNNING_KEPT = 4096  # uploads whose running hashes a process remembers
 
 
 class TusStore:
-    def __init__(self, repo: UploadRepo, files: FileStore, data: Path, expiry: timedelta) -> None:
+    def __init__(
+        self, repo: UploadRepo, files: FileStore, locks: UploadLocks, expiry: timedelta
+    ) -> None:
         self.repo = repo
         self.files = files
-        self.root = data / "tus"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.storage = files.storage  # the uploads' bytes live beside the stored files
+        self.locks = locks
         self.expiry = expiry
         self._digests: dict[str, Digests] = {}  # upload key -> hashes up to its offset
-        self._rename_legacy()
-
-    def path(self, upload_id: str) -> Path:
-        return self.root / upload_key(upload_id)
-
-    def _rename_legacy(self) -> None:
-        """Blocking: before migration 0006 an upload's bytes were named by its id; now by
-        its key."""
-        for entry in os.scandir(self.root):
-            if ID_RE.fullmatch(entry.name):
-                os.replace(entry.path, self.path(entry.name))
 
     async def create(
         self,
@@ -90,7 +81,7 @@ class TusStore:
             expires_at=self._expires(),
             concat=concat,
         )
-        await blocking(self._create_file, self.path(upload.id))
+        await blocking(self.storage.create_upload, upload.key)
         await self.repo.insert(upload)
         self.files.space.promises_changed()
         if length == 0:
@@ -124,20 +115,15 @@ class TusStore:
             return final
         async with contextlib.AsyncExitStack() as held:
             # hold every part, so none is written to or terminated while it is copied
-            for part in parts:
-                await held.enter_async_context(self._held(part))
-            fd = await held.enter_async_context(self._held(final))
-            sources = [self.path(part.id) for part in parts]
-            await asyncio.shield(blocking(_copy_into, fd, sources))
+            for upload in (*parts, final):
+                await held.enter_async_context(self._held(upload))
+            keys = [part.key for part in parts]
+            await asyncio.shield(blocking(self.storage.join, final.key, keys))
             await self.repo.advance(final.id, length, None, self._expires())
             return await self._finish(final.moved(length))
 
     def _expires(self) -> datetime:
         return datetime.now(UTC) + self.expiry
-
-    def _create_file(self, path: Path) -> None:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
-        fsync_dir(self.root)
 
     async def get(self, upload_id: str) -> Upload:
         upload = await self.repo.get(upload_id) if ID_RE.fullmatch(upload_id) else None
@@ -167,7 +153,7 @@ class TusStore:
         """Write one PATCH body at ``offset`` into ``upload`` (as the caller looked it up);
         the upload as acknowledged afterwards."""
         _at(upload, offset)  # 409 rather than 423 when both
-        async with self._held(upload) as fd:
+        async with self._held(upload):
             # another process may have moved the upload before we held it
             upload = _at(await self.get(upload.id), offset)
             if length is not None and length != upload.length:
@@ -182,7 +168,7 @@ class TusStore:
                 self.files.space.promises_changed()
                 upload = replace(upload, length=length)
             if not upload.completed:
-                end = await self._receive(upload, fd, body, checksum, shaper)
+                end = await self._receive(upload, body, checksum, shaper)
                 upload = upload.moved(end)
                 if upload.done and not upload.partial:
                     upload = await self._finish(upload)
@@ -217,42 +203,38 @@ class TusStore:
             return upload  # the PATCH holding it finishes it
 
     @contextlib.asynccontextmanager
-    async def _held(self, upload: Upload) -> AsyncIterator[int]:
-        """The upload's file, open for writing under an exclusive lock (423 when another
-        writer holds it); closing it releases the lock."""
+    async def _held(self, upload: Upload) -> AsyncIterator[None]:
+        """Hold the upload's lock (423 at once when another writer holds it)."""
         try:
-            fd = await blocking(os.open, self.path(upload.id), os.O_WRONLY)
+            release = await blocking(self.locks.acquire, upload.key)
         except FileNotFoundError as exc:  # terminated or purged meanwhile
             raise UploadNotFound() from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # never blocks
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise Locked(retry_after=1) from exc
-        try:
-            yield fd
+            yield
         finally:
-            await asyncio.shield(blocking(os.close, fd))
+            await asyncio.shield(blocking(release))
 
     async def _receive(
         self,
         upload: Upload,
-        fd: int,
         body: Body,
         checksum: Checksum | None,
         shaper: Shaper | None,
     ) -> int:
         """Append the body at the upload's offset; its end offset, fsynced and recorded.
 
-        Through a :class:`BlockRing`, as a plain upload: one thread writes, with
-        O_DIRECT from the first 4 KiB boundary on; another hashes the chunk for its
+        Through a :class:`BlockRing`, as a plain upload: one thread writes (locally with
+        O_DIRECT from the first 4 KiB boundary on); another hashes the chunk for its
         Upload-Checksum and, where this process saw the upload's bytes from offset 0,
         the file's SHA-256 and CRC-32, so that a finished upload is not read again.
         """
         start = upload.offset
         room = upload.length if upload.length is not None else self.files.limits.max_upload_size
         room -= start
-        await blocking(os.ftruncate, fd, start)  # drop bytes never acknowledged
+        try:  # bytes past the offset were never acknowledged: they are cut off
+            appending = await blocking(self.storage.append, upload.key, start)
+        except FileNotFoundError as exc:  # purged meanwhile
+            raise UploadNotFound() from exc
         digests = self._running(upload)
         chunk_hash = checksum.hasher() if checksum is not None else None
         promised = checksum.digest if checksum is not None else None
@@ -263,8 +245,7 @@ class TusStore:
             if chunk_hash is not None:
                 chunk_hash.update(block)
 
-        appender = await blocking(Appender, self.path(upload.id), fd, start)
-        stages = [appender.write]
+        stages = [appending.write]
         if digests is not None or chunk_hash is not None:
             stages.append(hash_block)
         too_large = functools.partial(
@@ -287,7 +268,7 @@ class TusStore:
         except (PayloadTooLarge, ChecksumMismatch):
             if ring is not None:
                 await ring.abort()
-            await asyncio.shield(blocking(os.ftruncate, fd, start))
+            await asyncio.shield(blocking(appending.keep, start))
             raise
         except BaseException as exc:
             # Cut short (the network, a stall, a cancellation, a full disk): keep what
@@ -302,16 +283,17 @@ class TusStore:
                     await (ring.close() if keep_all else ring.abort())
                 except Exception as late:  # a write failed while the rest went out
                     full = full or disk_full(late)
-            end = start if checksum is not None else start + appender.written
-            await asyncio.shield(self._acknowledge(upload, fd, end))
+            end = start if checksum is not None else start + appending.written
+            await asyncio.shield(self._acknowledge(upload, appending, end))
             self._keep_running(upload, digests, end)
             if full:
                 raise _no_room(end) from exc
             raise
+        else:
+            end = start + appending.written
+            await asyncio.shield(self._acknowledge(upload, appending, end))
         finally:
-            appender.close()
-        end = start + appender.written
-        await asyncio.shield(self._acknowledge(upload, fd, end))
+            await asyncio.shield(blocking(appending.close))
         self._keep_running(upload, digests, end)
         if end != upload.length:  # as for a plain upload, once every byte is down
             try:
@@ -339,8 +321,8 @@ class TusStore:
             del self._digests[next(iter(self._digests))]  # the oldest
         self._digests[upload.key] = digests
 
-    async def _acknowledge(self, upload: Upload, fd: int, end: int) -> None:
-        await blocking(_truncate_and_sync, fd, end)
+    async def _acknowledge(self, upload: Upload, appending: Appending, end: int) -> None:
+        await blocking(appending.keep, end)
         if end != upload.offset:  # progress keeps an upload alive (a sliding expiry)
             await self.repo.advance(upload.id, end, None, self._expires())
 
@@ -348,7 +330,7 @@ class TusStore:
         """Make the complete bytes the stored file; idempotent."""
         digests = self._digests.pop(upload.key, None)
         await self.files.adopt(
-            self.path(upload.id),
+            upload.key,
             file_id=upload.file_id,
             delete_token=upload.delete_token,
             name_for=upload.filename,
@@ -358,7 +340,7 @@ class TusStore:
         )
         await self.repo.complete(upload.id)
         self.files.space.promises_changed()
-        await blocking(self.path(upload.id).unlink, missing_ok=True)
+        await blocking(self.storage.remove_upload, upload.key)
         log.info("Resumable upload %s is complete: file %s", upload.id, upload.file_id)
         return replace(upload, completed=True)
 
@@ -367,9 +349,9 @@ class TusStore:
     async def terminate(self, upload_id: str) -> None:
         upload = await self.get(upload_id)
         async with self._held(upload):
-            await blocking(self.path(upload.id).unlink, missing_ok=True)
+            await blocking(self.storage.remove_upload, upload.key)
             self._digests.pop(upload.key, None)
-        # The bytes first, their file closed so its blocks are free: on a full disk they
+        # The bytes first, the lock released so their blocks are free: on a full disk they
         # are the room the database needs to delete the row. (Not truncated: a finished
         # upload's bytes may be the stored file's too, by a hard link.)
         await self.files.space.freeing(lambda: self.repo.delete(upload.id))
@@ -379,7 +361,7 @@ class TusStore:
         """Remove expired uploads, finished or not (a finished one's file lives on)."""
         keys = await self.repo.expired(datetime.now(UTC))
         for key in keys:
-            await blocking((self.root / key).unlink, missing_ok=True)
+            await blocking(self.storage.remove_upload, key)
             self._digests.pop(key, None)
         if keys:
             self.files.space.promises_changed()
@@ -399,25 +381,3 @@ def _no_room(end: int) -> InsufficientStorage:
         f"bytes: resume at Upload-Offset {end} later.",
         upload_offset=end,
     )
-
-
-def _copy_into(fd: int, sources: list[Path]) -> None:
-    """Append the sources' bytes to ``fd`` (in the kernel, where it can), then fsync."""
-    os.ftruncate(fd, 0)
-    offset = 0
-    for source in sources:
-        with source.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            copied = 0
-            while copied < size:
-                n = os.copy_file_range(f.fileno(), fd, size - copied, copied, offset + copied)
-                if n == 0:
-                    raise OSError(f"{source} is shorter than it was")
-                copied += n
-            offset += size
-    os.fsync(fd)
-
-
-def _truncate_and_sync(fd: int, end: int) -> None:
-    os.ftruncate(fd, end)
-    os.fsync(fd)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.archive import CrcEntry, FileVersion
+from satchel.archive import CrcEntry
 from satchel.metadata.crc import SqlCrcRepo
 from satchel.metadata.db import HEAD, migrate
+from satchel.storage.base import FileVersion
 
 
 async def test_saved_crcs_load_back_by_version(engine: AsyncEngine) -> None:

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from satchel.files import new_id
 from satchel.metadata.db import MIGRATIONS, create_engine, migrate
 from satchel.metadata.tus import SqlUploadRepo
+from satchel.storage.local import LocalStorage
 from satchel.tus import upload_key
-from satchel.tusstore import TusStore
 
 
 def _to(revision: str) -> Callable[[Connection], None]:
@@ -62,6 +62,6 @@ async def _upgrade_with_rows(engine: AsyncEngine, tmp_path: Path) -> None:
     async with engine.connect() as conn:
         stored = repr((await conn.execute(text("SELECT * FROM tus_uploads"))).all())
     assert "clear-token" not in stored and unfinished not in stored
-    store = TusStore(repo, None, tmp_path, timedelta(hours=1))  # type: ignore[arg-type]
-    assert store.path(unfinished).read_bytes() == b"abcd"
-    assert store.path(unfinished).name == upload_key(unfinished)
+    LocalStorage(tmp_path)  # renames the bytes as the process starts
+    assert (tmp_path / "tus" / upload_key(unfinished)).read_bytes() == b"abcd"
+    assert not (tmp_path / "tus" / unfinished).exists()

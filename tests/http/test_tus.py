@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from satchel import filestore, tusstore
-from satchel.http.keys import FILESTORE, TUSSTORE
-from satchel.storage.local import Appender, Digests
-from satchel.storage.local import hash_file as local_hash_file
+from satchel import filestore
+from satchel.http.keys import FILESTORE, SETTINGS, TUSSTORE
+from satchel.storage.base import Digests, Reader
+from satchel.storage.base import hash_all as real_hash_all
+from satchel.storage.local import Appender
 from satchel.storage.ring import BLOCK_SIZE, BLOCKS
 from satchel.tus import upload_key
 
@@ -56,6 +57,12 @@ async def patch(
 def path_of(url: str) -> str:
     """'http://host:port/files/x/' → '/files/x/'."""
     return "/" + url.split("/", 3)[3]
+
+
+def bytes_on_disk(client: TestClient[Any, Any], url: str) -> Path:
+    """Where the local storage keeps an upload's bytes: named by its key, not its id."""
+    data: Path = client.app[SETTINGS].data
+    return data / "tus" / upload_key(url.rsplit("/", 1)[1])
 
 
 async def offset_of(client: TestClient[Any, Any], url: str) -> int:
@@ -308,14 +315,14 @@ async def test_a_crash_between_the_last_bytes_and_the_stored_file_heals(
     store = client.app[TUSSTORE]
     url = await create(client, 5)
     upload_id = url.rsplit("/", 1)[1]
-    store.path(upload_id).write_bytes(b"12345")
+    bytes_on_disk(client, url).write_bytes(b"12345")
     await store.repo.advance(upload_id, 5, None, datetime.now(UTC) + timedelta(hours=1))
     heads = await asyncio.gather(*(client.head(url, headers=TUS) for _ in range(3)))
     file_ids = {h.headers.get("Satchel-File-Id") for h in heads} - {None}
     assert len(file_ids) == 1
     got = await client.get(f"/files/{file_ids.pop()}/")
     assert await got.read() == b"12345"
-    assert not store.path(upload_id).exists()
+    assert not bytes_on_disk(client, url).exists()
 
 
 async def test_patches_keep_to_the_upload_rate(make_app_client: ClientFactory) -> None:
@@ -392,19 +399,19 @@ async def test_a_stall_during_a_slow_write_waits_for_the_write(
     so reading waits for the disk): the cut-short path (here: drop everything, a checksum
     was promised) runs only after the writing thread is done."""
     events: list[str] = []
-    real_write, real_truncate = Appender.write, tusstore._truncate_and_sync
+    real_write, real_keep = Appender.write, Appender.keep
 
     def slow_write(appender: Appender, block: memoryview) -> None:
         time.sleep(0.6)  # a disk that stalls for longer than the read timeout
         real_write(appender, block)
         events.append("written")
 
-    def truncate(fd: int, end: int) -> None:
+    def keep(appender: Appender, end: int) -> None:
         events.append(f"truncated to {end}")
-        real_truncate(fd, end)
+        real_keep(appender, end)
 
     monkeypatch.setattr(Appender, "write", slow_write)
-    monkeypatch.setattr(tusstore, "_truncate_and_sync", truncate)
+    monkeypatch.setattr(Appender, "keep", keep)
     client = await make_app_client(read_timeout=0.2)
     data = os.urandom((BLOCKS + 2) * BLOCK_SIZE)  # more than the ring holds
     url = await create(client, len(data))
@@ -414,8 +421,7 @@ async def test_a_stall_during_a_slow_write_waits_for_the_write(
     assert events[0] == "written" and events[-1] == "truncated to 0"
     assert events.count("truncated to 0") == 1
     assert await offset_of(client, url) == 0
-    upload_id = url.rsplit("/", 1)[1]
-    assert client.app[TUSSTORE].path(upload_id).stat().st_size == 0
+    assert bytes_on_disk(client, url).stat().st_size == 0
 
 
 async def test_a_disk_that_fills_up_mid_patch_is_507_and_keeps_what_was_written(
@@ -442,8 +448,7 @@ async def test_a_disk_that_fills_up_mid_patch_is_507_and_keeps_what_was_written(
     assert f"Upload-Offset {BLOCK_SIZE}" in body["message"]
     assert resp.headers["Tus-Resumable"] == "1.0.0"
     assert await offset_of(client, url) == BLOCK_SIZE
-    upload_id = url.rsplit("/", 1)[1]
-    assert client.app[TUSSTORE].path(upload_id).read_bytes() == data[:BLOCK_SIZE]
+    assert bytes_on_disk(client, url).read_bytes() == data[:BLOCK_SIZE]
 
     room[0] = len(data)  # space was freed: the client resumes where the upload stands
     done = await patch(client, url, BLOCK_SIZE, data[BLOCK_SIZE:])
@@ -472,7 +477,7 @@ async def test_a_full_disk_drops_a_checksummed_chunk_whole(
     resp = await patch(client, url, 0, data, **{"Upload-Checksum": f"sha256 {checksum}"})
     assert resp.status == 507 and resp.headers["Upload-Offset"] == "0"
     assert await offset_of(client, url) == 0
-    assert client.app[TUSSTORE].path(url.rsplit("/", 1)[1]).stat().st_size == 0
+    assert bytes_on_disk(client, url).stat().st_size == 0
 
 
 @pytest.mark.parametrize("remembered", [True, False], ids=["hashed-on-the-way", "re-read"])
@@ -483,14 +488,13 @@ async def test_large_chunks_at_any_offset_store_the_exact_bytes_and_hashes(
     at an offset no 4 KiB boundary. The process that took every byte hands the hashes it
     took on the way to the stored file; one that did not (another worker, a restart)
     reads the finished bytes again. Either way the record is right."""
-    reads: list[Path] = []
-    real_hash_file = local_hash_file
+    reads: list[Reader] = []
 
-    def hash_file(path: Path) -> Digests:
-        reads.append(path)
-        return real_hash_file(path)
+    def hash_all(reader: Reader) -> Digests:
+        reads.append(reader)
+        return real_hash_all(reader)
 
-    monkeypatch.setattr(filestore, "hash_file", hash_file)
+    monkeypatch.setattr(filestore, "hash_all", hash_all)
     client = await make_app_client()
     data = os.urandom(2 * BLOCK_SIZE + 5_000_123)
     cuts = [0, 300_001, 300_001 + BLOCK_SIZE + 12_345, len(data)]

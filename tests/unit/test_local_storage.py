@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import mmap
 import os
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +16,7 @@ import pytest
 
 from satchel.filestore import ChunkBody
 from satchel.storage.local import TempFile
+from tests.helpers import aligned_blocks
 
 SIZES = [0, 1, 4095, 4096, 4097, 1 << 20, (1 << 20) + 4095, 3 * (1 << 20) + 5000]
 BLOCK = 256 * 1024
@@ -37,12 +37,7 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
 
 def blocks(data: bytes) -> Iterator[memoryview]:
-    """``data`` in page-aligned blocks, as FileStore.receive hands them over."""
-    block = memoryview(mmap.mmap(-1, BLOCK))
-    for at in range(0, len(data), BLOCK):
-        piece = data[at : at + BLOCK]
-        block[: len(piece)] = piece
-        yield block[: len(piece)]
+    return aligned_blocks(data, BLOCK)
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 
 from aiohttp import web
 
-from satchel.archive import (
-    ArchiveSender,
-    Manifest,
-    folder_temp,
-    member_path,
-    place,
-    remove_member,
-)
+from satchel.archive import ArchiveSender, Manifest, member_path
 from satchel.blocking import blocking
 from satchel.digests import parse_digests
 from satchel.errors import (
@@ -67,6 +59,7 @@ async def _stream(request: web.Request, plan: Plan, manifest: Manifest) -> None:
         manifest,
         await archives.store.load(folder),
         sink,
+        archives.folders,
         chunk_size=settings.chunk_size,
         delay=settings.delay,
     )
@@ -90,25 +83,23 @@ async def _remember(request: web.Request, folder: str, sender: ArchiveSender) ->
 async def put_member(request: web.Request) -> web.Response:
     """PUT /archive/<folder>/<path>: a file lands atomically in the folder, CRC cached."""
     authorize_upload(request, required=True)
-    root = request.app[SETTINGS].photos
     folder, name = request.match_info["folder"], request.match_info["path"]
     segments = member_path(folder, name)
-    store, room = request.app[FILESTORE], request.app[ARCHIVES].space
+    store, archives = request.app[FILESTORE], request.app[ARCHIVES]
+    room = archives.space
     await store.admit(request.content_length, room)
     await send_continue(request)
     digest = parse_digests(request.headers)
     with upload_shaping(request) as shaper, request_body(request, shaper) as source:
-        temp = await store.receive(
-            source, create=functools.partial(folder_temp, root), shaper=shaper, space=room
-        )
+        temp = await store.receive(source, archives.folders.create, shaper=shaper, space=room)
     try:
         if digest is not None and temp.sha256 != digest:
             raise DigestMismatch()
-        st, existed = await asyncio.shield(blocking(place, root, segments, temp))
+        version, existed = await asyncio.shield(blocking(archives.folders.place, segments, temp))
     except BaseException:
         await asyncio.shield(blocking(temp.discard))
         raise
-    await request.app[ARCHIVES].remember(folder, name, st, temp.crc32)
+    await archives.remember(folder, version, temp.crc32)
     log.info("Stored %s/%s (%d bytes) into the photos root", folder, name, temp.size)
     body = {
         "folder": folder,
@@ -124,9 +115,8 @@ async def put_member(request: web.Request) -> web.Response:
 async def delete_member(request: web.Request) -> web.Response:
     """DELETE /archive/<folder>/<path>."""
     authorize_upload(request, required=True)
-    root = request.app[SETTINGS].photos
     segments = member_path(request.match_info["folder"], request.match_info["path"])
-    if not await blocking(remove_member, root, segments):
+    if not await blocking(request.app[ARCHIVES].folders.remove, segments):
         raise NotFound("No such file in that folder.")
     return web.Response(status=204)
 

@@ -25,7 +25,7 @@ from satchel.errors import (
 from satchel.http.accesslog import STARTED
 from satchel.http.body import close_if_taken
 from satchel.metadata.db import database_full
-from satchel.storage.local import disk_full
+from satchel.storage.base import disk_full
 
 log = logging.getLogger("satchel.http")
 

@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from email.policy import default as email_policy
-from typing import BinaryIO
 
 from aiohttp import BodyPartReader, web
 
@@ -34,6 +33,7 @@ from satchel.http.keys import DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.limits import upload_shaping
 from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
+from satchel.storage.base import Reader
 
 log = logging.getLogger("satchel.files")
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
@@ -221,11 +221,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     )
     if not plan.parts:
         return await plan.headers_only(request)
-    try:  # opened before the headers go out: a missing file is still a clean 404
-        file = await blocking(open, store.path(record.id), "rb", buffering=0)
-    except OSError as exc:
-        log.error("File %s has a record but no bytes: %s", record.id, exc)
-        raise FileNotFound() from exc
+    file = await store.open(record)  # before the headers: a missing file is still a 404
     try:
         if not plan.reaches(record.size):
             await _send(request, plan, file)  # a part: counts for nothing
@@ -244,12 +240,12 @@ async def download(request: web.Request) -> web.StreamResponse:
     return plan.response
 
 
-async def _send(request: web.Request, plan: Plan, file: BinaryIO) -> bool:
+async def _send(request: web.Request, plan: Plan, file: Reader) -> bool:
     """Stream the planned parts of ``file``; True if every byte went out."""
     sink = ResponseSink.for_request(request, plan.response)
 
     async def send_range(start: int, stop: int) -> None:
-        if await sink.sendfile(file, start, stop - start) != stop - start:
+        if await sink.send(file, start, stop - start) != stop - start:
             raise BodyCut("the file is shorter than its record")
 
     return await send_planned(request, plan, sink, send_range, f"file {request.match_info['id']}")

@@ -1,4 +1,4 @@
-"""Writing response bodies: bytes, and file ranges by sendfile with a read fallback."""
+"""Writing response bodies: bytes, and ranges of stored objects by sendfile or by reads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from aiohttp import web
 
@@ -19,6 +18,7 @@ from satchel.http.accesslog import DIRECT_BYTES
 from satchel.http.keys import SETTINGS
 from satchel.http.limits import download_shaper, finished
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
+from satchel.storage.base import Reader, ZeroCopy
 from satchel.throttle import Shaper
 
 
@@ -56,9 +56,9 @@ async def fd_ready(fd: int | socket.socket, *, write: bool = False) -> None:
 class ResponseSink:
     """Writes to a prepared response and counts what went out.
 
-    File ranges go out by ``os.sendfile`` (zero-copy) driven by the socket's
-    writability, on any event loop (uvloop has no ``loop.sendfile``). Where the
-    transport has no plain socket (TLS) it falls back to reads in a thread. A
+    Ranges of a :class:`ZeroCopy` reader go out by ``os.sendfile`` driven by the
+    socket's writability, on any event loop (uvloop has no ``loop.sendfile``). Other
+    readers, or a transport without a plain socket (TLS), get reads in a thread. A
     peer that takes no bytes for ``send_timeout`` seconds is cut off. With a
     ``shaper`` every write and every sendfile call is a slice the speed limits
     allow, so a limited download stays zero-copy.
@@ -112,15 +112,15 @@ class ResponseSink:
             raise self._stalled() from exc
         self.sent += len(data)
 
-    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> int:
-        """Send ``count`` bytes of ``file`` from ``offset``; fewer if the file shrank."""
+    async def send(self, reader: Reader, offset: int, count: int) -> int:
+        """Send ``count`` bytes of ``reader`` from ``offset``; fewer if it shrank."""
         transport = self._request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("Connection lost")
         sock = plain_socket(transport)
-        if not self._use_sendfile or sock is None:
-            return await self._copy(file, offset, count)
-        return await self._sendfile(transport, sock.fileno(), file.fileno(), offset, count)
+        if not self._use_sendfile or sock is None or not isinstance(reader, ZeroCopy):
+            return await self._copy(reader, offset, count)
+        return await self._sendfile(transport, sock.fileno(), reader.fileno(), offset, count)
 
     async def _sendfile(
         self, transport: asyncio.Transport, sock_fd: int, file_fd: int, offset: int, count: int
@@ -166,10 +166,10 @@ class ResponseSink:
             self._request.transport.abort()
         return ConnectionResetError(f"the client took no bytes for {self._timeout:g} s")
 
-    async def _copy(self, file: BinaryIO, offset: int, count: int) -> int:
-        fd, end, start = file.fileno(), offset + count, offset
+    async def _copy(self, reader: Reader, offset: int, count: int) -> int:
+        end, start = offset + count, offset
         while offset < end:
-            data = await blocking(os.pread, fd, min(self._chunk_size, end - offset), offset)
+            data = await blocking(reader.read, offset, min(self._chunk_size, end - offset))
             if not data:
                 break
             await self.write(data)

@@ -1,54 +1,31 @@
-"""Local storage: files kept by id under <data>/files, written durably.
+"""Local storage: stored files under <data>/files, resumable uploads under <data>/tus.
 
-Every method blocks; async code calls them through ``satchel.archive.blocking``.
-A file becomes visible only through ``commit``: temp file, fsync, rename into
-place, fsync of the directory. A crash leaves either no file or a whole one;
-leftover temp files are removed by ``sweep_temp`` at start.
+The first implementation of :mod:`satchel.storage.base`, with both capabilities: its
+readers are :class:`ZeroCopy`, and it locks uploads with ``flock``. Every method blocks.
+A file becomes visible only through ``commit``: temp file, fsync, rename into place,
+fsync of the directory. A crash leaves either no file or a whole one; leftover temp
+files are removed by ``sweep_temp``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import hashlib
-import logging
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-# zlib-ng's CRC-32, not ISA-L's: both take about 0.02 s a GiB, but ISA-L's returns with
-# the upper vector registers dirty, and SHA-256 (SHA-NI) then runs about 35% slower in
-# that thread, for the rest of its life (bench/RESULTS.md).
-from zlib_ng.zlib_ng import crc32
-
-log = logging.getLogger("satchel.storage")
-
+from satchel.errors import Locked
+from satchel.files import ID_RE
+from satchel.storage.base import Appending, Hashing, Incoming
+from satchel.tus import upload_key
 
 ALIGN = 4096  # O_DIRECT wants buffers, sizes and offsets aligned to the block size
 
 
-class Digests:
-    """SHA-256 and CRC-32 of the bytes so far, and how many there were."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.crc32 = 0
-        self._sha256 = hashlib.sha256()
-
-    def update(self, block: memoryview | bytes) -> None:
-        self._sha256.update(block)
-        self.crc32 = crc32(block, self.crc32)
-        self.size += len(block)
-
-    @property
-    def sha256(self) -> bytes:
-        return self._sha256.digest()
-
-
-class TempFile:
+class TempFile(Hashing):
     """A file being received in blocks; hashes them (SHA-256, CRC-32) as they come.
 
     The caller hands over blocks in page-aligned memory, each a multiple of 4 KiB
@@ -60,19 +37,15 @@ class TempFile:
     """
 
     def __init__(self, directory: Path) -> None:
+        super().__init__()
         self.path = directory / f"{secrets.token_hex(16)}.part"
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         self.size = 0
-        self._digests = Digests()
         try:  # set after creating: a failed O_DIRECT open could leave the file behind
             fcntl.fcntl(self._fd, fcntl.F_SETFL, os.O_WRONLY | os.O_DIRECT)
             self._direct = True
         except OSError:  # no direct I/O here (tmpfs, some network filesystems)
             self._direct = False
-
-    def digest(self, block: memoryview) -> None:
-        """Hash a block (may run in one thread while ``store`` runs in another)."""
-        self._digests.update(block)
 
     def store(self, block: memoryview) -> None:
         """Write a block out."""
@@ -96,14 +69,6 @@ class TempFile:
             written = os.write(self._fd, view)
             view = view[written:]
 
-    @property
-    def sha256(self) -> bytes:
-        return self._digests.sha256
-
-    @property
-    def crc32(self) -> int:
-        return self._digests.crc32
-
     def finish(self) -> None:
         """Flush to stable storage and close."""
         assert self._fd is not None
@@ -119,17 +84,22 @@ class TempFile:
 
 
 class Appender:
-    """Writes blocks one after another into an open file, from ``offset`` on.
+    """A resumable upload open for writing from ``offset`` on (:class:`Appending`).
 
-    A block that starts at a 4 KiB boundary, in page-aligned memory, goes out with
-    O_DIRECT where the filesystem allows it, all but its unaligned tail; the rest
-    through the page cache. The caller fsyncs. ``written``: bytes written so far.
+    Bytes past ``offset`` (never acknowledged) are cut off at once. A block that starts
+    at a 4 KiB boundary, in page-aligned memory, goes out with O_DIRECT where the
+    filesystem allows it, all but its unaligned tail; the rest through the page cache.
     """
 
-    def __init__(self, path: Path, fd: int, offset: int) -> None:
-        self._fd = fd
+    def __init__(self, path: Path, offset: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY)
         self._offset = offset
         self.written = 0
+        try:
+            os.ftruncate(self._fd, offset)
+        except BaseException:
+            os.close(self._fd)
+            raise
         try:
             self._direct: int | None = os.open(path, os.O_WRONLY | os.O_DIRECT)
         except OSError:  # no direct I/O here
@@ -148,29 +118,39 @@ class Appender:
             self.written += n
             view = view[n:]
 
+    def keep(self, end: int) -> None:
+        os.ftruncate(self._fd, end)
+        os.fsync(self._fd)
+
     def close(self) -> None:
-        if self._direct is not None:
-            os.close(self._direct)
-            self._direct = None
+        for fd in (self._fd, self._direct):
+            if fd is not None:
+                os.close(fd)
+        self._fd, self._direct = -1, None
 
 
-def hash_file(path: Path, chunk_size: int = 1024 * 1024) -> Digests:
-    """The SHA-256 and CRC-32 of a file's bytes."""
-    digests = Digests()
-    with path.open("rb", buffering=0) as f:
-        while chunk := f.read(chunk_size):
-            digests.update(chunk)
-    return digests
+class FileReader:
+    """A file open for ranged reads, and for ``sendfile`` (:class:`ZeroCopy`)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self._fd).st_size
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def read(self, offset: int, count: int) -> bytes:
+        return os.pread(self._fd, count, offset)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def free_bytes(path: Path) -> int:
-    """Blocking: the bytes free to us on the filesystem of ``path``."""
+    """The bytes free to us on the filesystem of ``path``."""
     return shutil.disk_usage(path).free
-
-
-def disk_full(exc: BaseException) -> bool:
-    """The error a write gets when the filesystem (or the user's quota) has no room."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def fsync_dir(path: Path) -> None:
@@ -182,45 +162,46 @@ def fsync_dir(path: Path) -> None:
 
 
 class LocalStorage:
+    """:class:`satchel.storage.base.Storage` and ``UploadLocks`` on a local filesystem."""
+
     def __init__(self, data: Path) -> None:
         self.root = data / "files"
         self.tmp = data / "tmp"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.uploads = data / "tus"
+        for directory in (self.root, self.tmp, self.uploads):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._rename_legacy_uploads()
 
     def path(self, file_id: str) -> Path:
         return self.root / file_id[:2] / file_id
 
+    def upload_path(self, key: str) -> Path:
+        return self.uploads / key
+
+    # -- stored files ----------------------------------------------------------------
+
     def create(self) -> TempFile:
         return TempFile(self.tmp)
 
-    def commit(self, temp: TempFile, file_id: str) -> Path:
-        """Make a finished temp file durable under its id; after this a crash keeps it."""
-        return self._place(file_id, lambda target: os.rename(temp.path, target))
+    def commit(self, incoming: Incoming, file_id: str) -> None:
+        assert isinstance(incoming, TempFile)
+        self._place(file_id, lambda target: os.rename(incoming.path, target))
 
-    def link(self, source: Path, file_id: str) -> Path:
-        """Make a finished file (on the same filesystem) durable under its id; idempotent."""
-
-        def hard_link(target: Path) -> None:
-            with contextlib.suppress(FileExistsError):  # a retry after a crash: it was made
-                os.link(source, target)
-
-        return self._place(file_id, hard_link)
-
-    def _place(self, file_id: str, put: Callable[[Path], None]) -> Path:
+    def _place(self, file_id: str, put: Callable[[Path], None]) -> None:
         """``put`` the file at its id's path, then fsync the directories that name it."""
         target = self.path(file_id)
         target.parent.mkdir(exist_ok=True)
         put(target)
         fsync_dir(target.parent)
         fsync_dir(self.root)
-        return target
+
+    def open(self, file_id: str) -> FileReader:
+        return FileReader(self.path(file_id))
 
     def remove(self, file_id: str) -> None:
         self.path(file_id).unlink(missing_ok=True)
 
     def ids_older_than(self, cutoff: float) -> list[str]:
-        """Ids of stored files last modified before ``cutoff`` (a Unix time)."""
         return [
             p.name
             for shard in self.root.iterdir()
@@ -230,7 +211,6 @@ class LocalStorage:
         ]
 
     def sweep_temp(self, cutoff: float) -> int:
-        """Remove temp files untouched since ``cutoff``: uploads a crash or a stall left."""
         count = 0
         for leftover in self.tmp.glob("*.part"):
             try:
@@ -243,3 +223,64 @@ class LocalStorage:
 
     def free_bytes(self) -> int:
         return free_bytes(self.root)
+
+    # -- resumable uploads -------------------------------------------------------------
+
+    def create_upload(self, key: str) -> None:
+        os.close(os.open(self.upload_path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+        fsync_dir(self.uploads)
+
+    def append(self, key: str, offset: int) -> Appending:
+        return Appender(self.upload_path(key), offset)
+
+    def join(self, key: str, parts: Sequence[str]) -> None:
+        """In the kernel, by ``copy_file_range``, where it can."""
+        with open(self.upload_path(key), "r+b", buffering=0) as target:
+            fd = target.fileno()
+            os.ftruncate(fd, 0)
+            offset = 0
+            for part in parts:
+                with self.upload_path(part).open("rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    copied = 0
+                    while copied < size:
+                        n = os.copy_file_range(
+                            f.fileno(), fd, size - copied, copied, offset + copied
+                        )
+                        if n == 0:
+                            raise OSError(f"upload {part} is shorter than it was")
+                        copied += n
+                    offset += size
+            os.fsync(fd)
+
+    def read_upload(self, key: str) -> FileReader:
+        return FileReader(self.upload_path(key))
+
+    def finish_upload(self, key: str, file_id: str) -> None:
+        """By a hard link: no byte is copied."""
+
+        def hard_link(target: Path) -> None:
+            with contextlib.suppress(FileExistsError):  # a retry after a crash: it was made
+                os.link(self.upload_path(key), target)
+
+        self._place(file_id, hard_link)
+
+    def remove_upload(self, key: str) -> None:
+        self.upload_path(key).unlink(missing_ok=True)
+
+    def acquire(self, key: str) -> Callable[[], None]:
+        """An exclusive ``flock`` on the upload's file, never waiting; closing it releases
+        the lock, so a process that dies releases its locks too."""
+        fd = os.open(self.upload_path(key), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise Locked(retry_after=1) from exc
+        return lambda: os.close(fd)
+
+    def _rename_legacy_uploads(self) -> None:
+        """Before migration 0006 an upload's bytes were named by its id; now by its key."""
+        for entry in os.scandir(self.uploads):
+            if ID_RE.fullmatch(entry.name):
+                os.replace(entry.path, self.upload_path(upload_key(entry.name)))

@@ -1,0 +1,260 @@
+"""The storage seam: what the services need of the place where bytes live.
+
+The protocols are owned by their consumers (``FileStore``, ``TusStore``, the download
+handler); ``local.py`` is the first implementation, and
+``tests/contract/test_storage.py`` is what every implementation must pass. Every method
+blocks: async code calls them through ``satchel.blocking``.
+
+What a backend may or may not do is a separate capability, checked with ``isinstance``:
+- :class:`ZeroCopy`: a reader that can hand a file descriptor to ``sendfile``. A reader
+  without it is streamed by reads.
+- :class:`UploadLocks`: one writer per upload across processes (``flock`` locally). A
+  backend whose instances share no filesystem gets its locks elsewhere (the database).
+
+:class:`Folders` is the other seam: where the photo folders that archives are made of
+live, and where ``PUT /archive/<folder>/<path>`` writes.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+# zlib-ng's CRC-32, not ISA-L's: both take about 0.02 s a GiB, but ISA-L's returns with
+# the upper vector registers dirty, and SHA-256 (SHA-NI) then runs about 35% slower in
+# that thread, for the rest of its life (bench/RESULTS.md).
+from zlib_ng.zlib_ng import crc32
+
+
+class Digests:
+    """SHA-256 and CRC-32 of the bytes so far, and how many there were."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.crc32 = 0
+        self._sha256 = hashlib.sha256()
+
+    def update(self, block: memoryview | bytes) -> None:
+        self._sha256.update(block)
+        self.crc32 = crc32(block, self.crc32)
+        self.size += len(block)
+
+    @property
+    def sha256(self) -> bytes:
+        return self._sha256.digest()
+
+
+class Hashing:
+    """What every :class:`Incoming` does alike: hash the blocks as they come."""
+
+    def __init__(self) -> None:
+        self._digests = Digests()
+
+    def digest(self, block: memoryview) -> None:
+        """Hash a block (may run in one thread while ``store`` runs in another)."""
+        self._digests.update(block)
+
+    @property
+    def sha256(self) -> bytes:
+        return self._digests.sha256
+
+    @property
+    def crc32(self) -> int:
+        return self._digests.crc32
+
+
+def disk_full(exc: BaseException) -> bool:
+    """The error a write gets when the filesystem (or the user's quota) has no room."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class Incoming(Protocol):
+    """A new object being received in blocks, hashed as they come; nobody sees it until
+    it is committed. Blocks come in page-aligned memory, each a multiple of 4 KiB but the
+    last; ``digest`` may run in one thread while ``store`` runs in another."""
+
+    size: int
+
+    def digest(self, block: memoryview) -> None: ...
+
+    def store(self, block: memoryview) -> None: ...
+
+    @property
+    def sha256(self) -> bytes: ...
+
+    @property
+    def crc32(self) -> int: ...
+
+    def finish(self) -> None:
+        """Every byte is in: make them durable."""
+        ...
+
+    def discard(self) -> None:
+        """Drop it, finished or not."""
+        ...
+
+
+class Reader(Protocol):
+    """An object open for ranged reads."""
+
+    size: int
+
+    def read(self, offset: int, count: int) -> bytes:
+        """Up to ``count`` bytes from ``offset``; fewer only at the end."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ZeroCopy(Protocol):
+    """A capability of a :class:`Reader`: the kernel can send it (``sendfile``)."""
+
+    def fileno(self) -> int: ...
+
+
+class Appending(Protocol):
+    """A resumable upload open for writing from its offset on."""
+
+    written: int  # bytes written so far
+
+    def write(self, block: memoryview) -> None: ...
+
+    def keep(self, end: int) -> None:
+        """Keep exactly the upload's first ``end`` bytes, durably."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Storage(Protocol):
+    """Stored files, by id, and the bytes of resumable uploads, by key."""
+
+    def create(self) -> Incoming: ...
+
+    def commit(self, incoming: Incoming, file_id: str) -> None:
+        """Make a finished ``create``-d object durable as the stored file ``file_id``."""
+        ...
+
+    def open(self, file_id: str) -> Reader:
+        """FileNotFoundError if there is no such file."""
+        ...
+
+    def remove(self, file_id: str) -> None:
+        """Idempotent."""
+        ...
+
+    def ids_older_than(self, cutoff: float) -> list[str]:
+        """Ids of stored files last written before ``cutoff`` (a Unix time)."""
+        ...
+
+    def sweep_temp(self, cutoff: float) -> int:
+        """Drop objects being received that were untouched since ``cutoff``: how many."""
+        ...
+
+    def free_bytes(self) -> int: ...
+
+    def create_upload(self, key: str) -> None:
+        """An empty upload, durably."""
+        ...
+
+    def append(self, key: str, offset: int) -> Appending:
+        """Open the upload to write at ``offset``; bytes past it are cut off first.
+        FileNotFoundError if there is no such upload."""
+        ...
+
+    def join(self, key: str, parts: Sequence[str]) -> None:
+        """Make the upload ``key`` the uploads ``parts``' bytes, in order, durably."""
+        ...
+
+    def read_upload(self, key: str) -> Reader: ...
+
+    def finish_upload(self, key: str, file_id: str) -> None:
+        """Make the complete upload's bytes the stored file ``file_id`` as well; idempotent,
+        and the upload stays until ``remove_upload``."""
+        ...
+
+    def remove_upload(self, key: str) -> None:
+        """Idempotent."""
+        ...
+
+
+@runtime_checkable
+class UploadLocks(Protocol):
+    """One writer per upload, across processes."""
+
+    def acquire(self, key: str) -> Callable[[], None]:
+        """Lock the upload without waiting; the function that releases it. ``Locked`` when
+        another writer holds it, FileNotFoundError if there is no such upload."""
+        ...
+
+
+def hash_all(reader: Reader, chunk_size: int = 1024 * 1024) -> Digests:
+    """The SHA-256 and CRC-32 of everything ``reader`` holds."""
+    digests = Digests()
+    while digests.size < reader.size and (chunk := reader.read(digests.size, chunk_size)):
+        digests.update(chunk)
+    return digests
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """A folder member as it is now, which is what makes a cached CRC valid: its name in
+    the folder, its size, mtime and identity (an inode locally, as a signed 64-bit
+    number, which the database can store)."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    version: FileVersion
+    location: str  # where the folder source finds it (a path, locally)
+
+
+class Member(Reader, Protocol):
+    """A folder member open for reading."""
+
+    def read_into(self, offset: int, view: memoryview) -> int:
+        """Fill the start of ``view`` from ``offset``: how many bytes (0 at the end)."""
+        ...
+
+    def verify(self) -> None:
+        """``ArchiveChanged`` if it is no longer the version it was opened as."""
+        ...
+
+
+class Folders(Protocol):
+    """Where the photo folders live."""
+
+    def scan(self, folder: str) -> tuple[list[SourceFile], int]:
+        """The folder's files, in any order, at any depth, and the folder's mtime (Unix
+        seconds). Only files an unzipper can extract safely, inside the folder; the rest
+        is skipped and logged. ``ArchiveNotFound`` if there is no such folder."""
+        ...
+
+    def open(self, source: SourceFile) -> Member:
+        """``ArchiveChanged`` if it is gone or no longer that version."""
+        ...
+
+    def create(self) -> Incoming:
+        """A new member being received, to ``place`` when it is whole."""
+        ...
+
+    def place(self, path: Sequence[str], incoming: Incoming) -> tuple[FileVersion, bool]:
+        """Make ``incoming`` the member at ``path`` (the folder, then the segments of its
+        path inside it), atomically and durably; missing folders are made. Its version,
+        and whether it replaced a file. ``Conflict`` if a part of the path is a file."""
+        ...
+
+    def remove(self, path: Sequence[str]) -> bool:
+        """Delete the member at ``path``: False if there is none."""
+        ...
+
+    def free_bytes(self) -> int: ...

@@ -1,0 +1,210 @@
+"""Photo folders on the local filesystem: the first implementation of
+:class:`satchel.storage.base.Folders`. Every method blocks.
+
+Reading follows a symlink only while it stays inside the photos root. Writing never
+follows one: the path is walked a component at a time with ``O_NOFOLLOW`` from an open
+folder, so no write can be led outside the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from satchel.errors import ArchiveChanged, ArchiveNotFound, Conflict
+from satchel.storage.base import FileVersion, Incoming, SourceFile
+from satchel.storage.local import FileReader, TempFile, free_bytes
+from satchel.zipstream.names import segment_reason
+
+log = logging.getLogger("satchel.archive")
+
+TEMP_DIR = ".satchel-tmp"  # under the photos root: same filesystem, never a valid folder
+
+
+def _signed(ino: int) -> int:
+    return ino - (1 << 64) if ino >= 1 << 63 else ino
+
+
+def _inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, path]) == root
+
+
+class LocalMember(FileReader):
+    """A member's file, checked against the version it was listed as."""
+
+    def __init__(self, source: SourceFile) -> None:
+        self.version = source.version
+        try:
+            super().__init__(source.location)
+        except OSError as exc:
+            raise ArchiveChanged(f"{self.version.name}: {exc}") from exc
+        self.verify()
+
+    def read_into(self, offset: int, view: memoryview) -> int:
+        return os.preadv(self.fileno(), [view], offset)
+
+    def verify(self) -> None:
+        v = self.version
+        st = os.fstat(self.fileno())
+        if st.st_nlink == 0:
+            raise ArchiveChanged(f"{v.name} was removed while the archive was being sent")
+        if (st.st_size, st.st_mtime_ns, _signed(st.st_ino)) != (v.size, v.mtime_ns, v.inode):
+            raise ArchiveChanged(f"{v.name} changed while the archive was being sent")
+
+
+class LocalFolders:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- reading -----------------------------------------------------------------------
+
+    def scan(self, folder: str) -> tuple[list[SourceFile], int]:
+        real_root = os.path.realpath(self.root)
+        base = os.path.realpath(os.path.join(real_root, folder))
+        if base == real_root or not _inside(real_root, base) or not os.path.isdir(base):
+            raise ArchiveNotFound(folder=folder)
+        base_stat = os.stat(base)
+        files: list[SourceFile] = []
+        seen_dirs = {(base_stat.st_dev, base_stat.st_ino)}
+        pending = [(base, "")]
+        while pending:
+            directory, prefix = pending.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except OSError as exc:
+                log.warning("Skipping unreadable folder %s: %s", directory, exc)
+                continue
+            for entry in entries:
+                name = prefix + entry.name
+                found = _inspect(real_root, entry, name)
+                if found is None:
+                    continue
+                path, st = found
+                if stat.S_ISDIR(st.st_mode):
+                    if (st.st_dev, st.st_ino) not in seen_dirs:
+                        seen_dirs.add((st.st_dev, st.st_ino))
+                        pending.append((path, name + "/"))
+                else:
+                    version = FileVersion(name, st.st_size, st.st_mtime_ns, _signed(st.st_ino))
+                    files.append(SourceFile(version, path))
+        return files, base_stat.st_mtime_ns // 1_000_000_000
+
+    def open(self, source: SourceFile) -> LocalMember:
+        return LocalMember(source)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def create(self) -> TempFile:
+        directory = self.root / TEMP_DIR
+        directory.mkdir(exist_ok=True)
+        return TempFile(directory)
+
+    def place(self, path: Sequence[str], incoming: Incoming) -> tuple[FileVersion, bool]:
+        assert isinstance(incoming, TempFile)
+        name = path[-1]
+        with _parent_fd(self.root, path, create=True) as fd:
+            assert fd is not None
+            existed = _member_kind(name, fd)
+            os.rename(incoming.path, name, dst_dir_fd=fd)
+            os.fsync(fd)
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        relative = "/".join(path[1:])
+        return FileVersion(relative, st.st_size, st.st_mtime_ns, _signed(st.st_ino)), existed
+
+    def remove(self, path: Sequence[str]) -> bool:
+        name = path[-1]
+        with _parent_fd(self.root, path, create=False) as fd:
+            if fd is None or not _member_kind(name, fd):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+                os.fsync(fd)
+                return True
+            return False
+
+    def free_bytes(self) -> int:
+        return free_bytes(self.root)
+
+
+def _inspect(
+    real_root: str, entry: os.DirEntry[str], name: str
+) -> tuple[str, os.stat_result] | None:
+    """(path to open, its stat) for a folder or regular file we may serve, else None."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning("Skipping %r: its name is not valid UTF-8", entry.path)
+        return None
+    reason = segment_reason(entry.name)  # the folders above it were checked on the way
+    if reason is not None:
+        log.warning("Skipping %r: %s", entry.path, reason)
+        return None
+    path = entry.path
+    try:
+        if entry.is_symlink():
+            path = os.path.realpath(entry.path)
+            if not _inside(real_root, path):
+                log.warning("Skipping symlink %s: it points outside the photos root", entry.path)
+                return None
+        st = os.stat(path)
+    except OSError as exc:
+        log.warning("Skipping %s: %s", entry.path, exc)
+        return None
+    if stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and os.access(path, os.R_OK)):
+        return path, st
+    log.warning("Skipping %s: not a readable regular file", entry.path)
+    return None
+
+
+@contextlib.contextmanager
+def _parent_fd(root: Path, segments: Sequence[str], *, create: bool) -> Iterator[int | None]:
+    """An open fd of the folder that holds ``segments[-1]``, walked from ``root`` one
+    component at a time without following a symlink; missing folders are made on the
+    way when ``create``, else None. A component that is a file or a symlink is a 409."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for depth, segment in enumerate(segments[:-1]):
+            try:
+                following = _open_dir(segment, fd, create=create)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP, errno.EEXIST):
+                    raise
+                where = "/".join(segments[: depth + 1])
+                raise Conflict(f"{where!r} is a file or a symlink, not a folder.") from exc
+            os.close(fd)
+            fd = following
+            if fd < 0:
+                break
+        yield None if fd < 0 else fd
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _open_dir(name: str, parent: int, *, create: bool) -> int:
+    """The fd of folder ``name`` in ``parent`` (not through a symlink); -1 if missing."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        return os.open(name, flags, dir_fd=parent)
+    except FileNotFoundError:
+        if not create:
+            return -1
+    with contextlib.suppress(FileExistsError):  # another request made it just now
+        os.mkdir(name, 0o755, dir_fd=parent)
+    return os.open(name, flags, dir_fd=parent)
+
+
+def _member_kind(name: str, parent: int) -> bool:
+    """Whether ``name`` in ``parent`` is a regular file; a 409 for anything else."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        raise Conflict(f"{name!r} is a folder or a symlink, not a file.")
+    return True

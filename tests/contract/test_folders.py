@@ -1,0 +1,111 @@
+"""The Folders seam's contract: what archives and folder writes rely on, run against
+every implementation (today the local filesystem)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from satchel.errors import ArchiveChanged, ArchiveNotFound, Conflict
+from satchel.storage.base import Folders, SourceFile
+from satchel.storage.folders import LocalFolders
+from tests.helpers import aligned_blocks
+
+
+@pytest.fixture(params=["local"])
+def folders(tmp_path: Path) -> Any:
+    (tmp_path / "photos").mkdir()
+    return LocalFolders(tmp_path / "photos")
+
+
+def put(folders: Folders, path: str, data: bytes) -> tuple[Any, bool]:
+    incoming = folders.create()
+    for block in aligned_blocks(data, 1 << 20):
+        incoming.digest(block)
+        incoming.store(block)
+    incoming.finish()
+    return folders.place(tuple(path.split("/")), incoming)
+
+
+def listing(folders: Folders, folder: str) -> dict[str, SourceFile]:
+    files, _mtime = folders.scan(folder)
+    return {source.version.name: source for source in files}
+
+
+def read(folders: Folders, source: SourceFile) -> bytes:
+    member = folders.open(source)
+    try:
+        view = memoryview(bytearray(source.version.size + 1))
+        n = member.read_into(0, view)
+        assert member.read(0, source.version.size) == bytes(view[:n])
+        member.verify()
+        return bytes(view[:n])
+    finally:
+        member.close()
+
+
+def test_placed_members_are_listed_by_their_path_in_the_folder(folders: Folders) -> None:
+    first, existed = put(folders, "album/a.jpg", b"first")
+    assert not existed
+    put(folders, "album/deep/er/b.jpg", b"second")
+    found = listing(folders, "album")
+    assert set(found) == {"a.jpg", "deep/er/b.jpg"}
+    assert found["a.jpg"].version == first and first.size == 5
+    assert read(folders, found["deep/er/b.jpg"]) == b"second"
+
+
+def test_a_missing_folder_is_not_found(folders: Folders) -> None:
+    with pytest.raises(ArchiveNotFound):
+        folders.scan("nothing-here")
+
+
+def test_a_replaced_member_is_a_new_version_and_the_old_one_is_gone(folders: Folders) -> None:
+    put(folders, "album/a.jpg", b"first")
+    old = listing(folders, "album")["a.jpg"]
+    opened = folders.open(old)
+    try:
+        version, existed = put(folders, "album/a.jpg", b"changed!")
+        assert existed and version != old.version
+        with pytest.raises(ArchiveChanged):
+            opened.verify()  # a sender reading it learns the archive changed
+    finally:
+        opened.close()
+    with pytest.raises(ArchiveChanged):
+        folders.open(old)
+    assert read(folders, listing(folders, "album")["a.jpg"]) == b"changed!"
+
+
+def test_remove_deletes_a_member_once(folders: Folders) -> None:
+    put(folders, "album/a.jpg", b"x")
+    old = listing(folders, "album")["a.jpg"]
+    assert folders.remove(("album", "a.jpg"))
+    assert not folders.remove(("album", "a.jpg"))
+    assert not folders.remove(("album", "no", "such.jpg"))
+    assert listing(folders, "album") == {}
+    with pytest.raises(ArchiveChanged):
+        folders.open(old)
+
+
+def test_a_file_in_the_way_of_a_folder_is_a_conflict(folders: Folders) -> None:
+    put(folders, "album/a.jpg", b"x")
+    with pytest.raises(Conflict):
+        put(folders, "album/a.jpg/b.jpg", b"y")
+    put(folders, "album/deep/b.jpg", b"y")
+    with pytest.raises(Conflict):
+        put(folders, "album/deep", b"z")  # a folder is not a file to replace
+    assert {name: read(folders, source) for name, source in listing(folders, "album").items()} == {
+        "a.jpg": b"x",
+        "deep/b.jpg": b"y",
+    }
+
+
+def test_free_bytes_is_a_count(folders: Folders) -> None:
+    assert folders.free_bytes() > 0
+
+
+def test_an_empty_member_is_stored(folders: Folders) -> None:
+    version, _ = put(folders, "album/empty", b"")
+    assert version.size == 0
+    assert read(folders, listing(folders, "album")["empty"]) == b""
