@@ -1,3 +1,3 @@
-from satchel.cli import main
+from satchel.cli.main import main
 
 raise SystemExit(main())

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from satchel.archive import Archives
+from satchel.archive.service import Archives
 from satchel.blocking import blocking
 from satchel.config import Settings
-from satchel.filestore import FileStore, UploadLimits
+from satchel.files.service import FileStore, UploadLimits
+from satchel.http.checks import CheckCache
 from satchel.http.keys import (
     ARCHIVES,
+    CHECKS,
     DELETE_HTML,
     ENGINE,
     FILESTORE,
@@ -41,7 +43,7 @@ from satchel.storage.base import Storage, UploadLocks
 from satchel.storage.folders import LocalFolders
 from satchel.storage.local import LocalStorage
 from satchel.throttle import Throttle
-from satchel.tusstore import TusStore
+from satchel.tus.service import TusStore
 from satchel.zipstream import Limits
 
 log = logging.getLogger("satchel")
@@ -89,6 +91,7 @@ def create_app(
                 ),
             )
             await store.space.refill()
+            app[CHECKS] = CheckCache(store)
             expiry = timedelta(hours=settings.tus_expiry_hours)
             app[TUSSTORE] = tus = TusStore(uploads, store, backend, expiry)
             app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)

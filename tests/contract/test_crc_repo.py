@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.archive import CrcEntry
+from satchel.archive.manifest import CrcEntry
 from satchel.metadata.crc import SqlCrcRepo
 from satchel.metadata.db import HEAD, migrate
 from satchel.storage.base import FileVersion
@@ -41,8 +41,12 @@ async def test_folders_are_separate(engine: AsyncEngine) -> None:
     assert await store.load("a_") == {v: 20}
 
 
-async def test_saving_nothing_is_fine(engine: AsyncEngine) -> None:
-    await SqlCrcRepo(engine).save("f", [])
+async def test_saving_nothing_keeps_what_was_there(engine: AsyncEngine) -> None:
+    store = SqlCrcRepo(engine)
+    v = FileVersion("1.jpg", 1, 1, 1)
+    await store.save("f", [CrcEntry(v, 10)])
+    await store.save("f", [])  # a download that computed no CRC saves an empty list
+    assert await store.load("f") == {v: 10}
 
 
 async def test_migrations_are_idempotent(engine: AsyncEngine) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.files import StoredFile, new_id, token_digest
+from satchel.files.rules import StoredFile, new_id, token_digest
 from satchel.metadata.files import SqlFileRepo
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -11,11 +11,11 @@ from alembic.config import Config
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.files import new_id
+from satchel.files.rules import new_id
 from satchel.metadata.db import MIGRATIONS, create_engine, migrate
 from satchel.metadata.tus import SqlUploadRepo
 from satchel.storage.local import LocalStorage
-from satchel.tus import upload_key
+from satchel.tus.rules import upload_key
 
 
 def _to(revision: str) -> Callable[[Connection], None]:

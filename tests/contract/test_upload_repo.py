@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.files import new_id
+from satchel.files.rules import new_id
 from satchel.metadata.tus import SqlUploadRepo
-from satchel.tus import Upload
+from satchel.tus.rules import Upload
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

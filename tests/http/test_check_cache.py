@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from satchel.files import StoredFile
-from satchel.filestore import FileStore
-from satchel.http.keys import FILESTORE
+from satchel.files.rules import StoredFile
+from satchel.files.service import FileStore
+from satchel.http.keys import CHECKS, FILESTORE
 
 from .conftest import ClientFactory
 
@@ -79,9 +79,10 @@ async def test_a_failed_lookup_is_not_kept(make_app_client: ClientFactory) -> No
 async def test_a_caller_that_leaves_does_not_cancel_the_lookup(
     make_app_client: ClientFactory,
 ) -> None:
-    _, store, repo, file_id = await _uploaded(make_app_client)
-    leaving = asyncio.ensure_future(store.status_json(file_id, "http://satchel"))
-    staying = asyncio.ensure_future(store.status_json(file_id, "http://satchel"))
+    client, _, repo, file_id = await _uploaded(make_app_client)
+    checks = client.app[CHECKS]
+    leaving = asyncio.ensure_future(checks.answer(file_id, "http://satchel"))
+    staying = asyncio.ensure_future(checks.answer(file_id, "http://satchel"))
     await asyncio.wait_for(repo.entered.wait(), 5)
     leaving.cancel()
     repo.gate.set()
@@ -95,7 +96,7 @@ async def test_another_workers_delete_shows_once_the_entry_expires(
     # Two apps on one data folder stand for two worker processes.
     first = await make_app_client()
     second = await make_app_client()
-    second.app[FILESTORE].check_ttl = 0.2
+    second.app[CHECKS].ttl = 0.2
     resp = await first.post("/files/", data=b"hello")
     created = await resp.json()
     check = f"/check/{created['id']}"
@@ -110,11 +111,11 @@ async def test_another_workers_delete_shows_once_the_entry_expires(
 
 
 async def test_a_cached_answer_ends_when_the_file_expires(make_app_client: ClientFactory) -> None:
-    client, store, repo, file_id = await _uploaded(make_app_client)
+    client, _, repo, file_id = await _uploaded(make_app_client)
     expires = datetime.now(UTC) + timedelta(seconds=0.3)
     repo.replace = {"expires_at": expires}
     repo.gate.set()
-    store.check_ttl = 60.0  # the cache entry outlives the file
+    client.app[CHECKS].ttl = 60.0  # the cache entry outlives the file
     first = await client.get(f"/check/{file_id}")
     assert first.status == 200 and (await first.json())["expires_at"] == expires.isoformat()
     assert (await client.get(f"/check/{file_id}")).status == 200

@@ -141,7 +141,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
 
 def test_ids_and_tokens_beginning_with_a_dash_are_values_not_options() -> None:
     """1 id (and 1 token) in 64 begins with "-"; the client commands must still take it."""
-    from satchel.cli import _dashes_kept, _parser
+    from satchel.cli.main import _dashes_kept, _parser
 
     dashed = "-FqQwWRGzngQ6aJB_Jb0mw"
     args = _parser().parse_args(_dashes_kept(["download", dashed, "-o", "x", "--json"]))

@@ -150,4 +150,6 @@ def test_no_request_gets_a_5xx_and_the_server_keeps_answering(
         assert _request(live, "GET", "/healthz", {}, b"")[0] == 200
 
     one()
-    assert len(seen) > 5  # the drawn requests reached many outcomes, not one refusal
+    # The drawn requests reached the handlers' work and several refusals, not one refusal.
+    assert any(status < 300 for status in seen), seen
+    assert len({status for status in seen if 400 <= status < 500}) >= 3, seen

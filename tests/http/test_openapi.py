@@ -25,7 +25,7 @@ async def test_openapi_document_covers_every_route(make_client: ClientFactory) -
 
 
 async def test_folder_pattern_matches_the_code(make_client: ClientFactory) -> None:
-    from satchel.archive import FOLDER_RE
+    from satchel.archive.manifest import FOLDER_RE
 
     doc = await (await (await make_client()).get("/openapi.json")).json()
     pattern = doc["components"]["parameters"]["folder"]["schema"]["pattern"]

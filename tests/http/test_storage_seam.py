@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from satchel.tus import upload_key
+from satchel.tus.rules import upload_key
 from tests.memory_storage import MemoryStorage
 
 from .conftest import ClientFactory

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from satchel import filestore
+from satchel.files import service as filestore
 from satchel.http.keys import FILESTORE, SETTINGS, TUSSTORE
 from satchel.storage.base import Digests, Reader
 from satchel.storage.base import hash_all as real_hash_all
 from satchel.storage.local import Appender
 from satchel.storage.ring import BLOCK_SIZE, BLOCKS
-from satchel.tus import upload_key
+from satchel.tus.rules import upload_key
 
 from .conftest import ClientFactory
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from satchel.filestore import ChunkBody
+from satchel.files.intake import ChunkBody
 from satchel.storage.local import TempFile
 from tests.helpers import aligned_blocks
 

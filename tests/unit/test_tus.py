@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from satchel.errors import BadRequest
-from satchel.tus import encode_metadata, parse_checksum, parse_metadata, parse_number
+from satchel.tus.rules import encode_metadata, parse_checksum, parse_metadata, parse_number
 
 keys = st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)
 values = st.one_of(st.none(), st.text(min_size=1, max_size=50))

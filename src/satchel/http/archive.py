@@ -7,7 +7,8 @@ import logging
 
 from aiohttp import web
 
-from satchel.archive import ArchiveSender, Manifest, member_path
+from satchel.archive.manifest import Manifest, member_path
+from satchel.archive.sender import ArchiveSender
 from satchel.blocking import blocking
 from satchel.digests import parse_digests
 from satchel.errors import (

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from satchel.errors import MalformedBody, UnsupportedMediaType
-from satchel.filestore import Body, ChunkBody
+from satchel.files.intake import Body, ChunkBody
 from satchel.http.keys import SETTINGS
 from satchel.http.streaming import fd_ready, plain_socket
 from satchel.throttle import Shaper

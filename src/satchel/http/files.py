@@ -25,11 +25,11 @@ from satchel.errors import (
     MalformedBody,
     Unauthorized,
 )
-from satchel.files import ID_RE, Retention, StoredFile, describe, media_type, retention
-from satchel.filestore import ChunkBody
+from satchel.files.intake import ChunkBody
+from satchel.files.rules import ID_RE, Retention, StoredFile, describe, media_type, retention
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
-from satchel.http.keys import DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
+from satchel.http.keys import CHECKS, DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.limits import upload_shaping
 from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
@@ -193,10 +193,10 @@ def _file_id(request: web.Request) -> str:
 
 
 async def check(request: web.Request) -> web.Response:
-    store = request.app[FILESTORE]
-    file_id = request.match_info["id"]  # the store checks its form when it looks it up
+    checks = request.app[CHECKS]
+    file_id = request.match_info["id"]  # the cache checks its form when it looks it up
     base = base_url(request)
-    body = store.fresh_status(file_id, base) or await store.status_json(file_id, base)
+    body = checks.fresh(file_id, base) or await checks.answer(file_id, base)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
@@ -231,6 +231,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         try:
             completed = await _send(request, plan, file)
         finally:
+            request.app[CHECKS].forget(record.id)
             ended = store.end_download(record, completed=completed)
             # A claim must be given back even if this handler is cancelled; an unlimited
             # file's count is only a tally, not worth outliving the request for.
@@ -277,6 +278,7 @@ async def delete(request: web.Request) -> web.Response:
     file_id = _file_id(request)
     token = request.query.get("token") or request.headers.get("X-Delete-Token")
     store = request.app[FILESTORE]
+    request.app[CHECKS].forget(file_id)
     if token and await store.delete(file_id, token):
         return web.Response(status=204)
     if await store.repo.get(file_id) is None:

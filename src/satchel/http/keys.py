@@ -3,12 +3,13 @@
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.archive import Archives
+from satchel.archive.service import Archives
 from satchel.config import Settings
-from satchel.filestore import FileStore
+from satchel.files.service import FileStore
+from satchel.http.checks import CheckCache
 from satchel.peers import Network
 from satchel.throttle import Throttle
-from satchel.tusstore import TusStore
+from satchel.tus.service import TusStore
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -18,6 +19,7 @@ DELETE_HTML = web.AppKey("delete_html", str)  # a template: see files.delete_pag
 OPENAPI_JSON = web.AppKey("openapi_json", bytes)
 PAGE_JS = web.AppKey("page_js", bytes)
 FILESTORE = web.AppKey("filestore", FileStore)
+CHECKS = web.AppKey("checks", CheckCache)
 UPLOAD_TOKENS = web.AppKey("upload_tokens", frozenset)
 THROTTLE = web.AppKey("throttle", Throttle)
 TUSSTORE = web.AppKey("tusstore", TusStore)

@@ -20,13 +20,13 @@ from satchel.errors import (
     SatchelError,
     UnsupportedMediaType,
 )
-from satchel.files import links
+from satchel.files.rules import links
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.files import authorize_upload, base_url, retention_for, send_continue
 from satchel.http.keys import SETTINGS, TUSSTORE
 from satchel.http.limits import upload_shaping
 from satchel.ranges import http_date
-from satchel.tus import (
+from satchel.tus.rules import (
     CHECKSUMS,
     EXTENSIONS,
     OFFSET_TYPE,

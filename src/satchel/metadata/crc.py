@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.archive import CrcEntry
+from satchel.archive.manifest import CrcEntry
 from satchel.metadata.tables import crc_cache
 from satchel.storage.base import FileVersion
 

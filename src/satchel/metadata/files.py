@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.files import StoredFile
+from satchel.files.rules import StoredFile
 from satchel.metadata.tables import files
 
 _BATCH = 500

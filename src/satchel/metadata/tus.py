@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.metadata.files import utc
 from satchel.metadata.tables import tus_uploads
-from satchel.tus import Upload, upload_key
+from satchel.tus.rules import Upload, upload_key
 
 
 def _upload(row: Any, upload_id: str) -> Upload:

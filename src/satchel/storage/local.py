@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from satchel.errors import Locked
-from satchel.files import ID_RE
+from satchel.files.rules import ID_RE
 from satchel.storage.base import Appending, Hashing, Incoming
-from satchel.tus import upload_key
+from satchel.tus.rules import upload_key
 
 ALIGN = 4096  # O_DIRECT wants buffers, sizes and offsets aligned to the block size
 

@@ -166,7 +166,7 @@ def _client_commands(commands: Any) -> None:
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    from satchel import client
+    from satchel.cli import client
 
     opts = client.Options(
         server=(args.server or client.server_default()).rstrip("/"),

@@ -1,7 +1,7 @@
 """tus 1.0 resumable uploads: the records, the repository protocol, the pure rules.
 
 Header parsing and validation are pure functions here; the shell that writes
-bytes is ``tusstore.py``, the HTTP handlers ``http/tus.py``.
+bytes is ``tus/service.py``, the HTTP handlers ``http/tus.py``.
 """
 
 from __future__ import annotations

@@ -35,13 +35,14 @@ from satchel.errors import (
     PayloadTooLarge,
     UploadNotFound,
 )
-from satchel.files import ID_RE, Retention, StoredFile, media_type, new_id
-from satchel.filestore import Body, FileStore, Pump
+from satchel.files.intake import Body, Pump
+from satchel.files.rules import ID_RE, Retention, StoredFile, media_type, new_id
+from satchel.files.service import FileStore
 from satchel.storage.base import Appending, Digests, UploadLocks, disk_full
 from satchel.storage.local import ALIGN
 from satchel.storage.ring import BLOCK_SIZE, BlockRing
 from satchel.throttle import Shaper
-from satchel.tus import Checksum, Upload, UploadRepo
+from satchel.tus.rules import Checksum, Upload, UploadRepo
 
 log = logging.getLogger("satchel.tus")
 
@@ -159,11 +160,11 @@ class TusStore:
             if length is not None and length != upload.length:
                 if upload.length is not None:
                     raise BadRequest("Upload-Length cannot change once it is set.")
-                if not offset <= length <= self.files.limits.max_upload_size:
+                if length < offset:
                     raise PayloadTooLarge(
-                        f"Upload-Length {length} is outside {offset}–"
-                        f"{self.files.limits.max_upload_size}."
+                        f"Upload-Length {length} is less than the {offset} bytes received."
                     )
+                self.files.limits.check_length(length)
                 await self.repo.advance(upload.id, offset, length, self._expires())
                 self.files.space.promises_changed()
                 upload = replace(upload, length=length)
@@ -229,8 +230,7 @@ class TusStore:
         the file's SHA-256 and CRC-32, so that a finished upload is not read again.
         """
         start = upload.offset
-        room = upload.length if upload.length is not None else self.files.limits.max_upload_size
-        room -= start
+        room = self.files.limits.room(upload.length) - start
         try:  # bytes past the offset were never acknowledged: they are cut off
             appending = await blocking(self.storage.append, upload.key, start)
         except FileNotFoundError as exc:  # purged meanwhile

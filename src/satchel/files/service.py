@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from satchel.blocking import blocking
 from satchel.errors import (
@@ -28,45 +26,47 @@ from satchel.errors import (
     PayloadTooLarge,
     RequestTimeout,
 )
-from satchel.files import (
-    ID_RE,
+from satchel.files.intake import Body, Intake, Pump
+from satchel.files.rules import (
     FileRepo,
     Retention,
     StoredFile,
-    describe,
     display_name,
     expiry,
     new_delete_token,
     new_id,
     token_digest,
 )
-from satchel.space import Promise, Space
+from satchel.space import Space
 from satchel.storage.base import Digests, Incoming, Reader, Storage, disk_full, hash_all
-from satchel.storage.ring import BLOCK_SIZE, BLOCKS, BlockRing
+from satchel.storage.ring import BlockRing
 from satchel.throttle import Shaper
 
 log = logging.getLogger("satchel.files")
 
-_CHECK_CACHE_SIZE = 10_000
-RING_BYTES = BLOCKS * BLOCK_SIZE
 _Incoming = TypeVar("_Incoming", bound=Incoming)
-
-
-@dataclass
-class _Checked:
-    """A /check cache entry: the record's lookup, and its JSON per base URL."""
-
-    until: float  # time.monotonic(): look again after this
-    lookup: asyncio.Future[StoredFile | None]
-    bodies: dict[str, bytes] = field(default_factory=dict)
-    expires: float = 0.0  # time.time() of the record's expiry, once it is known available
 
 
 @dataclass(frozen=True)
 class UploadLimits:
+    """How large an upload may be, the room kept free, how long a body may stall. Every
+    upload path, plain or tus, asks ``check_length`` and ``room`` here."""
+
     max_upload_size: int
     disk_reserve: int
     read_timeout: float
+
+    def check_length(self, length: int | None) -> None:
+        """413 for a length past the largest upload this server accepts."""
+        if length is not None and length > self.max_upload_size:
+            raise PayloadTooLarge(
+                f"The upload has {length} bytes; this server accepts at most "
+                f"{self.max_upload_size}."
+            )
+
+    def room(self, length: int | None) -> int:
+        """The most bytes an upload may bring in all: its length, once it is known."""
+        return self.max_upload_size if length is None else length
 
 
 class FileStore:
@@ -75,25 +75,18 @@ class FileStore:
         repo: FileRepo,
         storage: Storage,
         limits: UploadLimits,
-        check_ttl: float = 1.0,
         space: Space | None = None,
     ) -> None:
         self.repo = repo
         self.storage = storage
         self.limits = limits
         self.space = space or Space(storage.free_bytes, limits.disk_reserve)
-        self.check_ttl = check_ttl
-        self._checked: dict[str, _Checked] = {}
 
     # -- admission, before any byte is read -------------------------------------------
 
     async def admit(self, length: int | None, space: Space | None = None) -> None:
         """413 or 507 for a declared length, before the body is read."""
-        if length is not None and length > self.limits.max_upload_size:
-            raise PayloadTooLarge(
-                f"The upload has {length} bytes; this server accepts at most "
-                f"{self.limits.max_upload_size}. Nothing was stored."
-            )
+        self.limits.check_length(length)
         await (space or self.space).admit(length)
 
     # -- storing ---------------------------------------------------------------------
@@ -200,7 +193,7 @@ class FileStore:
         try:
             ring = BlockRing([temp.digest, temp.store])
             async with self.intake(shaper, body.declared, space) as intake:
-                await Pump(ring).run(body, intake, self.limits.max_upload_size, PayloadTooLarge)
+                await Pump(ring).run(body, intake, self.limits.room(None), PayloadTooLarge)
             await ring.close()
             await blocking(temp.finish)
             # The looks while it grew saw the disk behind the ring's unwritten blocks:
@@ -228,7 +221,7 @@ class FileStore:
             with space.promise(declared) as promise:
                 await space.check()  # others may have taken the room since admission
                 async with asyncio.timeout(seconds) as deadline:
-                    yield Intake(self, deadline, shaper, promise)
+                    yield Intake(seconds, deadline, shaper, promise)
         except TimeoutError as exc:
             raise RequestTimeout(
                 f"No body bytes for {seconds:g} s; the upload was dropped."
@@ -241,56 +234,6 @@ class FileStore:
         if record is None or not record.available(datetime.now(UTC)):
             raise FileNotFound()
         return record
-
-    def fresh_status(self, file_id: str, base: str) -> bytes | None:
-        """The /check answer if the cache holds a fresh one; else ask ``status_json``.
-
-        The fast path of the hottest request: no coroutine, no datetime (bench/RESULTS.md).
-        """
-        entry = self._checked.get(file_id)
-        if entry is None or entry.until < time.monotonic() or entry.expires <= time.time():
-            return None
-        return entry.bodies.get(base)
-
-    async def status_json(self, file_id: str, base: str) -> bytes:
-        """The /check answer, through a short per-process cache of the encoded JSON.
-
-        Another worker's download or delete shows here within ``check_ttl``; this
-        process's own show at once; downloads themselves always read the database.
-        """
-        now = time.monotonic()
-        entry = self._checked.get(file_id)
-        if entry is None or entry.until < now:
-            if not ID_RE.fullmatch(file_id):
-                raise FileNotFound()
-            if len(self._checked) >= _CHECK_CACHE_SIZE:
-                self._checked.clear()
-            entry = _Checked(now + self.check_ttl, asyncio.ensure_future(self.repo.get(file_id)))
-            entry.lookup.add_done_callback(functools.partial(self._forget_failed, file_id, entry))
-            self._checked[file_id] = entry
-        lookup = entry.lookup
-        # Shared: when an entry expires under load, every request for that id waits for
-        # one lookup instead of each taking a connection of its own (bench/RESULTS.md).
-        # Shielded: a client that leaves does not cancel the others' lookup.
-        record = lookup.result() if lookup.done() else await asyncio.shield(lookup)
-        if record is None or not record.available(datetime.now(UTC)):
-            raise FileNotFound()
-        entry.expires = record.expires_at.timestamp()
-        body = entry.bodies.get(base)
-        if body is None:
-            body = entry.bodies[base] = json.dumps(
-                describe(record, base), ensure_ascii=False
-            ).encode()
-        return body
-
-    def _forget_failed(
-        self, file_id: str, entry: _Checked, lookup: asyncio.Future[StoredFile | None]
-    ) -> None:
-        """A lookup that failed is not an answer to keep: the next request asks again."""
-        if (lookup.cancelled() or lookup.exception() is not None) and self._checked.get(
-            file_id
-        ) is entry:
-            del self._checked[file_id]
 
     async def open(self, record: StoredFile) -> Reader:
         """The file's bytes, open for reading: a record without them is a 404 (logged)."""
@@ -312,7 +255,6 @@ class FileStore:
 
     async def end_download(self, record: StoredFile, *, completed: bool) -> None:
         """A download begun by ``start_download`` ended: count it if every byte went out."""
-        self._checked.pop(record.id, None)
         claimed = record.max_downloads is not None
         await self.repo.end_download(record.id, completed=completed, claimed=claimed)
 
@@ -320,7 +262,6 @@ class FileStore:
         """Remove the file if ``token`` is its delete token. The bytes go first: on a
         full disk they are the room the database needs to delete the row. (A record
         left without bytes by a crash in between answers 404, and is purged.)"""
-        self._checked.pop(file_id, None)
         digest = token_digest(token)
         if not await self.repo.owns(file_id, digest):  # a read: works on a full disk
             return False
@@ -378,122 +319,3 @@ def _new_record(
         expires_at=expiry(created, retention.days),
         max_downloads=retention.max_downloads,
     )
-
-
-class Body(Protocol):
-    """A request body, read into the caller's memory."""
-
-    declared: int | None  # its length, where the client said it
-
-    async def ready(self) -> None:
-        """Wait until there are bytes to read, or the body has ended."""
-        ...
-
-    async def read_into(self, view: memoryview) -> int:
-        """Fill the start of ``view``: how many bytes, 0 at the end of the body."""
-        ...
-
-
-class ChunkBody:
-    """A body that arrives as chunks (aiohttp's stream, a multipart part), copied in."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], declared: int | None = None) -> None:
-        self._chunks = chunks
-        self.declared = declared
-        self._left = memoryview(b"")
-
-    async def ready(self) -> None:
-        if not self._left:
-            self._left = memoryview(await anext(self._chunks, b""))
-
-    async def read_into(self, view: memoryview) -> int:
-        await self.ready()
-        n = min(len(view), len(self._left))
-        view[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
-
-
-class Pump:
-    """The one loop of every upload path: fill the ring's blocks from a body.
-
-    ``block`` and ``filled``: a block taken from the ring and not yet sent, and how much
-    of it holds body bytes, for a caller that keeps what arrived when a body is cut.
-    """
-
-    def __init__(self, ring: BlockRing) -> None:
-        self._ring = ring
-        self.block: memoryview | None = None
-        self.filled = 0
-
-    async def run(
-        self,
-        body: Body,
-        intake: Intake,
-        room: int,
-        too_large: Callable[[], Exception],
-        first: int = BLOCK_SIZE,
-    ) -> None:
-        """Until the body ends; ``too_large()`` is raised past ``room`` bytes. The first
-        block holds ``first`` bytes (so that the next ones start aligned), the rest a
-        whole block each."""
-        size = first
-        while True:
-            await body.ready()  # then take a block: see BlockRing
-            block = self.block = await self._ring.take()
-            self.filled = 0
-            while self.filled < size and (n := await body.read_into(block[self.filled : size])):
-                await intake.took(n)
-                if intake.received > room:
-                    raise too_large()
-                self.filled += n
-            self._ring.send(block, self.filled)
-            self.block = None
-            if self.filled < size:
-                return
-            size = BLOCK_SIZE
-
-
-class Intake:
-    """One request body as it arrives: call ``took`` for every chunk received.
-
-    - One deadline for the whole body, pushed forward as bytes arrive, at most every
-      stall/8 s (a timer per chunk would cost more than the hashing).
-    - Each chunk is paid for under the speed limit before the next is read, so TCP
-      back-pressure slows the sender; time spent waiting for the limit is not a stall.
-    - Free space is checked as it grows (see :class:`Space`).
-    """
-
-    def __init__(
-        self,
-        store: FileStore,
-        deadline: asyncio.Timeout,
-        shaper: Shaper | None,
-        promise: Promise,
-    ) -> None:
-        self._deadline = deadline
-        self._shaper = shaper
-        self._promise = promise
-        self._stall = store.limits.read_timeout
-        self._clock = asyncio.get_running_loop().time
-        self._pushed = self._clock()
-        self._next_space_check = promise.space.check_every
-        self.received = 0
-
-    async def took(self, size: int) -> None:
-        if self._shaper is not None:
-            self._deadline.reschedule(None)
-            await self._shaper.consume(size)
-            self._push()
-        elif self._clock() - self._pushed > self._stall / 8:
-            self._push()
-        self.received += size
-        self._promise.took(size)
-        if self.received >= self._next_space_check:
-            self._next_space_check += self._promise.space.check_every
-            # The ring may hold what arrived and is not yet written: count it as written.
-            await self._promise.space.check(unwritten=min(self.received, RING_BYTES))
-
-    def _push(self) -> None:
-        self._pushed = self._clock()
-        self._deadline.reschedule(self._pushed + self._stall)

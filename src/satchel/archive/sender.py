@@ -1,84 +1,25 @@
-"""Folder -> archive: safe scanning, the manifest, CRC cache, and streaming.
-
-The pure engine (``satchel.zipstream``) says which bytes go where; this module
-reads files (always through :func:`blocking`), keeps CRC-32 values in the
-cache, and pushes any byte range of an archive into a :class:`Sink`.
-"""
+"""Streaming any byte range of an archive into a :class:`Sink`: header records built in
+memory, bodies sent from the folder members, CRC-32s read just ahead of their headers."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from zlib_ng.zlib_ng import crc32
 
+from satchel.archive.manifest import CrcEntry, Manifest
 from satchel.blocking import blocking
-from satchel.errors import ArchiveChanged, ArchiveNotFound, BadRequest
-from satchel.space import Space
+from satchel.errors import ArchiveChanged
 from satchel.storage.base import FileVersion, Folders, Member, Reader, SourceFile
-from satchel.zipstream import Layout, Limits, Part, arrange
-from satchel.zipstream import Member as ZipMember
-from satchel.zipstream.names import unsafe_reason
+from satchel.zipstream import Part
 
 log = logging.getLogger("satchel.archive")
 
 LOOK_AHEAD = 2  # entries whose CRCs are computed while the current body is sent
-FOLDER_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
-
-@dataclass(frozen=True, slots=True)
-class CrcEntry:
-    version: FileVersion
-    crc: int
-
-
-class CrcRepo(Protocol):
-    """Where CRC-32 values of folder members are remembered."""
-
-    async def load(self, folder: str) -> dict[FileVersion, int]:
-        """Every remembered CRC of ``folder``, keyed by file version."""
-        ...
-
-    async def save(self, folder: str, entries: Sequence[CrcEntry]) -> None:
-        """Remember these CRCs, replacing older versions of the same names."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    folder: str
-    files: tuple[SourceFile, ...]  # in archive order
-    layout: Layout
-    etag: str
-    last_modified: int
-
-
-def build_manifest(
-    folder: str, files: Sequence[SourceFile], folder_mtime: int, limits: Limits = Limits()
-) -> Manifest:
-    by_name = {f.version.name: f for f in files}
-    members = arrange(
-        [ZipMember(f.version.name, f.version.size, f.version.mtime_ns // 10**9) for f in files],
-        limits,
-    )
-    ordered = tuple(by_name[m.name] for m in members)
-    digest = hashlib.sha256(f"{limits.zip64_at}:{limits.max_entries}\n".encode())
-    for f in ordered:
-        v = f.version
-        digest.update(f"{v.name}\0{v.size}\0{v.mtime_ns}\0{v.inode}\n".encode())
-    last_modified = max((m.mtime for m in members), default=folder_mtime)
-    return Manifest(
-        folder, ordered, Layout(members, limits), f'"{digest.hexdigest()[:40]}"', last_modified
-    )
-
-
-# -- streaming ---------------------------------------------------------------------------
 
 
 class Sink(Protocol):
@@ -300,38 +241,3 @@ class ArchiveSender:
     def _log_chunk(self, size: int) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Sending archive %s chunk %d bytes", self.manifest.folder, size)
-
-
-@dataclass(frozen=True)
-class Archives:
-    """The archive service: where folders live and where their CRCs are kept."""
-
-    folders: Folders
-    store: CrcRepo
-    limits: Limits = Limits()
-    space: Space | None = None  # the photos root's room, for files written into folders
-
-    async def remember(self, folder: str, version: FileVersion, crc: int) -> None:
-        """Cache the CRC of a file just written into a folder (it was computed on the way in)."""
-        await self.store.save(folder, [CrcEntry(version, crc)])
-
-    async def manifest(self, folder: str) -> Manifest:
-        """Scan the folder (stat only, no reads) and plan its archive."""
-        if not FOLDER_RE.fullmatch(folder):
-            raise ArchiveNotFound(folder=folder)
-        files, folder_mtime = await blocking(self.folders.scan, folder)
-        return build_manifest(folder, files, folder_mtime, self.limits)
-
-
-# -- writing into folders (PUT /archive/<folder>/<path>) ------------------------------
-
-
-def member_path(folder: str, relative: str) -> tuple[str, ...]:
-    """The segments of ``relative`` under ``folder``, if every unzipper would extract it
-    inside the folder (:mod:`satchel.zipstream.names`). Pure validation."""
-    if not FOLDER_RE.fullmatch(folder):
-        raise ArchiveNotFound(folder=folder)
-    reason = unsafe_reason(relative)
-    if reason is not None:
-        raise BadRequest(f"Not a safe name inside the folder: {relative!r}: {reason}.")
-    return (folder, *relative.split("/"))
