@@ -141,7 +141,7 @@ def hash_stage(rounds: int) -> None:
     """The upload's hash stage on its own: ``Digests.update`` (SHA-256 and CRC-32) per
     2 MiB block over 1 GiB, in a fresh thread as in the ring, against SHA-256 alone.
     A CRC-32 that leaves the vector registers dirty shows here as a gap of about 35%."""
-    from satchel.storage.local import Digests
+    from satchel.storage.base import Digests
 
     block = memoryview(os.urandom(2 * 2**20))
 
