@@ -124,7 +124,7 @@ class Appender:
 
     def close(self) -> None:
         for fd in (self._fd, self._direct):
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 os.close(fd)
         self._fd, self._direct = -1, None
 
