@@ -28,6 +28,11 @@ from typing import Protocol, runtime_checkable
 # that thread, for the rest of its life (bench/RESULTS.md).
 from zlib_ng.zlib_ng import crc32
 
+# Blocks reach a storage in page-aligned memory, each a multiple of this but the last,
+# and uploads are appended so that their blocks start at multiples of it: what O_DIRECT
+# wants, locally.
+ALIGN = 4096
+
 
 class Digests:
     """SHA-256 and CRC-32 of the bytes so far, and how many there were."""

@@ -19,10 +19,8 @@ from pathlib import Path
 
 from satchel.errors import Locked
 from satchel.files.rules import ID_RE
-from satchel.storage.base import Appending, Hashing, Incoming
+from satchel.storage.base import ALIGN, Appending, Hashing, Incoming
 from satchel.tus.rules import upload_key
-
-ALIGN = 4096  # O_DIRECT wants buffers, sizes and offsets aligned to the block size
 
 
 class TempFile(Hashing):

@@ -38,8 +38,7 @@ from satchel.errors import (
 from satchel.files.intake import Body, Pump
 from satchel.files.rules import ID_RE, Retention, StoredFile, media_type, new_id
 from satchel.files.service import FileStore
-from satchel.storage.base import Appending, Digests, UploadLocks, disk_full
-from satchel.storage.local import ALIGN
+from satchel.storage.base import ALIGN, Appending, Digests, UploadLocks, disk_full
 from satchel.storage.ring import BLOCK_SIZE, BlockRing
 from satchel.throttle import Shaper
 from satchel.tus.rules import Checksum, Upload, UploadRepo
