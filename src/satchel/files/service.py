@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from satchel.blocking import blocking
+from satchel.blocking import blocking, taken
 from satchel.errors import (
     DigestMismatch,
     DownloadsInProgress,
@@ -188,7 +188,7 @@ class FileStore:
         a disk that falls behind stops the reading, so a stalled disk times out too.
         """
         space = space or self.space
-        temp = await blocking(create)
+        temp = await taken(lambda temp: temp.discard(), create)
         ring: BlockRing | None = None
         try:
             ring = BlockRing([temp.digest, temp.store])
@@ -238,7 +238,7 @@ class FileStore:
     async def open(self, record: StoredFile) -> Reader:
         """The file's bytes, open for reading: a record without them is a 404 (logged)."""
         try:
-            return await blocking(self.storage.open, record.id)
+            return await taken(lambda reader: reader.close(), self.storage.open, record.id)
         except OSError as exc:
             log.error("File %s has a record but no bytes: %s", record.id, exc)
             raise FileNotFound() from exc

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from satchel.blocking import blocking
+from satchel.blocking import blocking, taken
 from satchel.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -206,7 +206,7 @@ class TusStore:
     async def _held(self, upload: Upload) -> AsyncIterator[None]:
         """Hold the upload's lock (423 at once when another writer holds it)."""
         try:
-            release = await blocking(self.locks.acquire, upload.key)
+            release = await taken(lambda release: release(), self.locks.acquire, upload.key)
         except FileNotFoundError as exc:  # terminated or purged meanwhile
             raise UploadNotFound() from exc
         try:
@@ -231,7 +231,9 @@ class TusStore:
         start = upload.offset
         room = self.files.limits.room(upload.length) - start
         try:  # bytes past the offset were never acknowledged: they are cut off
-            appending = await blocking(self.storage.append, upload.key, start)
+            appending = await taken(
+                lambda appending: appending.close(), self.storage.append, upload.key, start
+            )
         except FileNotFoundError as exc:  # purged meanwhile
             raise UploadNotFound() from exc
         digests = self._running(upload)
