@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/archive_bench.py
 	$(PY) bench/files_bench.py
 	$(PY) bench/throttle_bench.py
+	$(PY) bench/s3_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

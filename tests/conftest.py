@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,51 @@ def live_server(photos: Path, data_dir: Path, tmp_path: Path) -> Iterator[LiveSe
     server = start_server(photos, data_dir, tmp_path)
     yield server
     stop_server(server)
+
+
+S3_BUCKET = os.environ.get("SATCHEL_TEST_S3_BUCKET", "satchel-test")
+
+
+@pytest.fixture(scope="session")
+def s3_client() -> Any:
+    """A client of the S3 server the tests use (SeaweedFS, started by .ci/run with
+    ../shared/s3/s3-server-setup.sh; its settings come from the AWS environment)."""
+    if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_ENDPOINT_URL_S3"):
+        reason = "no S3 server configured (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from satchel.storage.s3 import connect
+
+    client = connect(None)
+    try:
+        client.head_bucket(Bucket=S3_BUCKET)
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"the S3 bucket {S3_BUCKET} is not reachable: {exc}")
+        pytest.skip(f"the S3 bucket {S3_BUCKET} is not reachable: {exc}")
+    return client
+
+
+@pytest.fixture
+def s3_url(s3_client: Any) -> Iterator[str]:
+    """``s3://bucket/prefix`` under a fresh prefix, emptied afterwards."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    yield f"s3://{S3_BUCKET}/{prefix}"
+    empty_s3_prefix(s3_client, prefix + "/")
+
+
+def s3_keys(client: Any, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def empty_s3_prefix(client: Any, prefix: str) -> None:
+    pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+    for page in pages:
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=S3_BUCKET, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    for key in s3_keys(client, prefix):
+        client.delete_object(Bucket=S3_BUCKET, Key=key)

@@ -25,9 +25,10 @@ class MemoryReader:
 
 
 class MemoryIncoming(Hashing):
-    def __init__(self, owner: MemoryStorage) -> None:
+    def __init__(self, owner: MemoryStorage, file_id: str) -> None:
         super().__init__()
         self._owner = owner
+        self.file_id = file_id
         self.data = bytearray()
         self.size = 0
         self.touched = time.time()
@@ -73,15 +74,15 @@ class MemoryStorage:
         self._locked: set[str] = set()
         self._mutex = threading.Lock()
 
-    def create(self) -> MemoryIncoming:
-        incoming = MemoryIncoming(self)
+    def create(self, file_id: str) -> MemoryIncoming:
+        incoming = MemoryIncoming(self, file_id)
         self.incoming.add(incoming)
         return incoming
 
-    def commit(self, incoming: object, file_id: str) -> None:
+    def commit(self, incoming: object) -> None:
         assert isinstance(incoming, MemoryIncoming)
         self.incoming.discard(incoming)
-        self.files[file_id] = (bytes(incoming.data), time.time())
+        self.files[incoming.file_id] = (bytes(incoming.data), time.time())
 
     def open(self, file_id: str) -> MemoryReader:
         if file_id not in self.files:
@@ -102,7 +103,7 @@ class MemoryStorage:
     def free_bytes(self) -> int:
         return self.free
 
-    def create_upload(self, key: str) -> None:
+    def create_upload(self, key: str, file_id: str) -> None:
         self.uploads[key] = bytearray()
 
     def _upload(self, key: str) -> bytearray:

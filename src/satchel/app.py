@@ -42,6 +42,7 @@ from satchel.space import Ballast, Space
 from satchel.storage.base import Storage, UploadLocks
 from satchel.storage.folders import LocalFolders
 from satchel.storage.local import LocalStorage
+from satchel.storage.locks import FileLocks
 from satchel.throttle import Throttle
 from satchel.tus.service import TusStore
 from satchel.zipstream import Limits
@@ -53,11 +54,11 @@ def create_app(
     settings: Settings,
     *,
     limits: Limits = Limits(),
-    storage: Callable[[Path], Storage] = LocalStorage,
+    storage: Callable[[Path], Storage] | None = None,
 ) -> web.Application:
     """The whole service. ``limits`` shrinks ZIP64 thresholds (tests only); ``storage``
-    makes the storage of uploaded bytes from the data folder: local files by default.
-    It must lock uploads too (``UploadLocks``) until a lock service can stand in."""
+    makes the storage of uploaded bytes from the data folder (tests only): by default
+    what --storage says, local files under --data unless it names an S3 bucket."""
     rates = settings.rates()
     app = web.Application()
     app[SETTINGS] = settings
@@ -76,9 +77,9 @@ def create_app(
             photos_room = Space(folders.free_bytes, reserve)
             app[ARCHIVES] = Archives(folders, SqlCrcRepo(engine), limits, photos_room)
             uploads = SqlUploadRepo(engine)
-            backend = await blocking(storage, settings.data)
-            if not isinstance(backend, UploadLocks):
-                raise TypeError(f"{type(backend).__name__} cannot lock resumable uploads")
+            backend = await blocking(
+                storage or (lambda _data: open_storage(settings)), settings.data
+            )
             app[FILESTORE] = store = FileStore(
                 SqlFileRepo(engine),
                 backend,
@@ -93,7 +94,7 @@ def create_app(
             await store.space.refill()
             app[CHECKS] = CheckCache(store)
             expiry = timedelta(hours=settings.tus_expiry_hours)
-            app[TUSSTORE] = tus = TusStore(uploads, store, backend, expiry)
+            app[TUSSTORE] = tus = TusStore(uploads, store, upload_locks(settings, backend), expiry)
             app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)
             await tus.purge()
             await store.purge()
@@ -113,6 +114,23 @@ def create_app(
     app.cleanup_ctx.append(resources_ctx)
     setup_routes(app, per_client=rates.per_client)
     return app
+
+
+def open_storage(settings: Settings) -> Storage:
+    """Local files under --data, or the S3 bucket of --storage."""
+    if settings.storage is None:
+        return LocalStorage(settings.data)
+    from satchel.storage.s3 import open_s3  # boto3 only when it is used
+
+    return open_s3(settings.storage, settings.s3_endpoint, settings.s3_part_size)
+
+
+def upload_locks(settings: Settings, backend: Storage) -> UploadLocks:
+    """The storage's own locks, else lock files in the data folder: one instance, with
+    any number of workers. (Instances that share no folder need a database lock.)"""
+    if isinstance(backend, UploadLocks):
+        return backend
+    return FileLocks(settings.data / "locks")
 
 
 async def _purge_every(store: FileStore, tus: TusStore, seconds: float) -> None:

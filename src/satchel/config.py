@@ -116,13 +116,22 @@ def _networks(value: Any) -> tuple[str, ...]:
     return networks
 
 
-def _public_url(value: Any) -> str | None:
+def _http_url(value: Any) -> str | None:
     if value in (None, ""):
         return None
     text = str(value)
     if not text.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
     return text.rstrip("/")
+
+
+def _storage_url(value: Any) -> str | None:
+    """Where stored files and resumable uploads live: None for --data, or s3://B/P."""
+    if value in (None, ""):
+        return None
+    from satchel.storage.s3 import S3Location  # no boto3 until a client is made
+
+    return str(S3Location.parse(str(value)))
 
 
 def _db_url(value: Any) -> str | None:
@@ -150,6 +159,10 @@ class Settings:
     photos: Path = _setting(Path("photos"), _path)
     data: Path = _setting(Path("data"), _path)
     db: str | None = _setting(None, _db_url, secret=True)
+    # Stored files and resumable uploads in an S3 bucket instead of --data/files
+    storage: str | None = _setting(None, _storage_url)
+    s3_endpoint: str | None = _setting(None, _http_url)  # default: the AWS chain, or AWS
+    s3_part_size: int = _setting(8 * MiB, _number(int, ge=5 * MiB, le=5 * 1024**3, size=True))
     delay: float = _setting(0.0, _number(float, ge=0, le=60))
     chunk_size: int = _setting(MiB, _number(int, ge=4096, le=64 * MiB, size=True))
     verbose: bool = _setting(False, _flag)
@@ -159,7 +172,7 @@ class Settings:
     send_timeout: float = _setting(60.0, _number(float, gt=0, le=3600))
     event_loop: str = _setting("auto", _choice("auto", "asyncio", "uvloop"))
     # File storage with links
-    public_url: str | None = _setting(None, _public_url)  # default: the request's origin
+    public_url: str | None = _setting(None, _http_url)  # default: the request's origin
     upload_token: tuple[str, ...] = _setting((), _list, secret=True)
     upload_token_file: Path | None = _setting(None, _optional_path)
     max_upload_size: int = _setting(10 * 1024**3, _number(int, ge=1, size=True))
@@ -302,3 +315,10 @@ def check_paths(settings: Settings) -> None:
         settings.data.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--data: cannot create {str(settings.data)!r}: {exc}") from exc
+    if settings.storage is not None:
+        from satchel.storage.s3 import open_s3
+
+        try:
+            open_s3(settings.storage, settings.s3_endpoint, settings.s3_part_size).check()
+        except Exception as exc:
+            raise ConfigError(f"--storage {settings.storage}: cannot reach it: {exc}") from exc

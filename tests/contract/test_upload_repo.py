@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.files.rules import new_id
+from satchel.metadata.files import SqlFileRepo
 from satchel.metadata.tus import SqlUploadRepo
 from satchel.tus.rules import Upload
 
@@ -76,3 +77,16 @@ async def test_the_database_keeps_no_id_and_no_token(
         rows = (await conn.execute(text("SELECT * FROM tus_uploads"))).all()
     stored = repr(rows)
     assert u.id not in stored and u.delete_token not in stored and u.key in stored
+
+
+async def test_a_live_uploads_file_is_known_so_the_orphan_sweep_spares_it(
+    repo: SqlUploadRepo, engine: AsyncEngine
+) -> None:
+    """On S3 a resumable upload's bytes become its file's object before the file's row
+    is written (and a partial upload's stay so until it is joined)."""
+    u = upload()
+    await repo.insert(u)
+    files = SqlFileRepo(engine)
+    assert await files.known([u.file_id, "nope"]) == {u.file_id}
+    await repo.delete(u.id)
+    assert await files.known([u.file_id]) == set()

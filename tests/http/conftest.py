@@ -11,7 +11,6 @@ from satchel.app import create_app
 from satchel.config import load_settings
 from satchel.http.body import SERVER_OPTIONS
 from satchel.storage.base import Storage
-from satchel.storage.local import LocalStorage
 from satchel.zipstream import Limits
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -25,12 +24,12 @@ def sendfile(request: pytest.FixtureRequest) -> bool:
 def _factory(aiohttp_client: Any, photos: Path, data_dir: Path, **fixed: Any) -> ClientFactory:
     async def factory(
         limits: Limits = Limits(),
-        storage: Callable[[Path], Storage] = LocalStorage,
+        backend: Callable[[Path], Storage] | None = None,
         **overrides: Any,
     ) -> TestClient[Any, Any]:
         data_dir.mkdir(parents=True, exist_ok=True)
         settings = load_settings(photos=photos, data=data_dir, **fixed, **overrides)
-        server = TestServer(create_app(settings, limits=limits, storage=storage))
+        server = TestServer(create_app(settings, limits=limits, storage=backend))
         await server.start_server(**SERVER_OPTIONS)  # as `satchel serve` runs it
         client: TestClient[Any, Any] = await aiohttp_client(server)
         return client

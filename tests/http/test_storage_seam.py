@@ -23,7 +23,7 @@ CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
 
 async def on_memory(make_client: ClientFactory) -> tuple[TestClient[Any, Any], MemoryStorage]:
     memory = MemoryStorage()
-    client = await make_client(storage=lambda _data: memory)
+    client = await make_client(backend=lambda _data: memory)
     return client, memory
 
 

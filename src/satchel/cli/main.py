@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--photos", "--dir", dest="photos", help="photos root (default ./photos)")
     serve.add_argument("--data", help="data folder: SQLite file, later uploads (default ./data)")
     serve.add_argument("--db", help="database URL (default SQLite under --data)")
+    serve.add_argument(
+        "--storage", metavar="s3://BUCKET/PREFIX", help="stored files and uploads in S3"
+    )
+    serve.add_argument("--s3-endpoint", metavar="URL", help="S3 server (default: AWS chain)")
+    serve.add_argument("--s3-part-size", help="multipart part size, at least 5M (default 8M)")
     serve.add_argument("--delay", type=float, help="pause in seconds after each chunk (debug)")
     serve.add_argument("--chunk-size", type=int, help="bytes per read (default 1 MiB)")
     serve.add_argument(

@@ -74,7 +74,7 @@ class FileRepo(Protocol):
         ...
 
     async def known(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` have a record."""
+        """Which of ``ids`` have a record, or are what a resumable upload becomes."""
         ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -102,12 +103,13 @@ class FileStore:
         shaper: Shaper | None = None,
     ) -> tuple[StoredFile, str]:
         """Receive, verify and commit one file; its record and its delete token."""
-        temp = await self.receive(body, self.storage.create, shaper=shaper)
+        file_id = new_id()
+        create = functools.partial(self.storage.create, file_id)
+        temp = await self.receive(body, create, shaper=shaper)
         try:
             if sha256 is not None and temp.sha256 != sha256:
                 raise DigestMismatch()
-            file_id = new_id()
-            await asyncio.shield(blocking(self.storage.commit, temp, file_id))
+            await asyncio.shield(blocking(self.storage.commit, temp))
         except BaseException:
             await asyncio.shield(blocking(temp.discard))
             raise

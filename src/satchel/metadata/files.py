@@ -10,7 +10,7 @@ from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.files.rules import StoredFile
-from satchel.metadata.tables import files
+from satchel.metadata.tables import files, tus_uploads
 
 _BATCH = 500
 # Claims this old, with none newer, were left by a process that died mid-download.
@@ -127,6 +127,11 @@ class SqlFileRepo:
         found: set[str] = set()
         async with self._engine.connect() as conn:
             for at in range(0, len(ids), _BATCH):
-                query = select(files.c.id).where(files.c.id.in_(ids[at : at + _BATCH]))
-                found.update(row.id for row in await conn.execute(query))
+                batch = ids[at : at + _BATCH]
+                for query in (
+                    select(files.c.id).where(files.c.id.in_(batch)),
+                    # a resumable upload's bytes may be its file's before the file's row
+                    select(tus_uploads.c.file_id).where(tus_uploads.c.file_id.in_(batch)),
+                ):
+                    found.update(row[0] for row in await conn.execute(query))
         return found

@@ -129,7 +129,8 @@ class Appending(Protocol):
     def write(self, block: memoryview) -> None: ...
 
     def keep(self, end: int) -> None:
-        """Keep exactly the upload's first ``end`` bytes, durably."""
+        """Keep the upload's first ``end`` bytes, durably: ``end`` is the offset it was
+        opened at (what was written is dropped) or that plus ``written`` (all is kept)."""
         ...
 
     def close(self) -> None: ...
@@ -138,10 +139,12 @@ class Appending(Protocol):
 class Storage(Protocol):
     """Stored files, by id, and the bytes of resumable uploads, by key."""
 
-    def create(self) -> Incoming: ...
+    def create(self, file_id: str) -> Incoming:
+        """A new object, to become the stored file ``file_id`` at ``commit``."""
+        ...
 
-    def commit(self, incoming: Incoming, file_id: str) -> None:
-        """Make a finished ``create``-d object durable as the stored file ``file_id``."""
+    def commit(self, incoming: Incoming) -> None:
+        """Make a finished ``create``-d object durable as its stored file."""
         ...
 
     def open(self, file_id: str) -> Reader:
@@ -162,20 +165,24 @@ class Storage(Protocol):
 
     def free_bytes(self) -> int: ...
 
-    def create_upload(self, key: str) -> None:
-        """An empty upload, durably."""
+    def create_upload(self, key: str, file_id: str) -> None:
+        """An empty upload, durably, which will become the stored file ``file_id``."""
         ...
 
     def append(self, key: str, offset: int) -> Appending:
-        """Open the upload to write at ``offset``; bytes past it are cut off first.
+        """Open the upload to write at ``offset``, an end kept since it was last opened
+        (the one the database acknowledged); bytes past it are cut off first.
         FileNotFoundError if there is no such upload."""
         ...
 
     def join(self, key: str, parts: Sequence[str]) -> None:
-        """Make the upload ``key`` the uploads ``parts``' bytes, in order, durably."""
+        """Make the new upload ``key`` the uploads ``parts``' bytes, in order, durably.
+        Like ``read_upload``, only for uploads that take no more bytes."""
         ...
 
-    def read_upload(self, key: str) -> Reader: ...
+    def read_upload(self, key: str) -> Reader:
+        """The bytes of an upload that takes no more (all its bytes are in)."""
+        ...
 
     def finish_upload(self, key: str, file_id: str) -> None:
         """Make the complete upload's bytes the stored file ``file_id`` as well; idempotent,
@@ -193,7 +200,8 @@ class UploadLocks(Protocol):
 
     def acquire(self, key: str) -> Callable[[], None]:
         """Lock the upload without waiting; the function that releases it. ``Locked`` when
-        another writer holds it, FileNotFoundError if there is no such upload."""
+        another writer holds it; FileNotFoundError if it can tell there is no such
+        upload (the caller checks the record once it holds the lock)."""
         ...
 
 

@@ -34,8 +34,9 @@ class TempFile(Hashing):
     ``finish`` fsyncs either way.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, file_id: str = "") -> None:
         super().__init__()
+        self.file_id = file_id
         self.path = directory / f"{secrets.token_hex(16)}.part"
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         self.size = 0
@@ -178,12 +179,12 @@ class LocalStorage:
 
     # -- stored files ----------------------------------------------------------------
 
-    def create(self) -> TempFile:
-        return TempFile(self.tmp)
+    def create(self, file_id: str) -> TempFile:
+        return TempFile(self.tmp, file_id)
 
-    def commit(self, incoming: Incoming, file_id: str) -> None:
+    def commit(self, incoming: Incoming) -> None:
         assert isinstance(incoming, TempFile)
-        self._place(file_id, lambda target: os.rename(incoming.path, target))
+        self._place(incoming.file_id, lambda target: os.rename(incoming.path, target))
 
     def _place(self, file_id: str, put: Callable[[Path], None]) -> None:
         """``put`` the file at its id's path, then fsync the directories that name it."""
@@ -224,7 +225,7 @@ class LocalStorage:
 
     # -- resumable uploads -------------------------------------------------------------
 
-    def create_upload(self, key: str) -> None:
+    def create_upload(self, key: str, file_id: str) -> None:
         os.close(os.open(self.upload_path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
         fsync_dir(self.uploads)
 

@@ -81,7 +81,7 @@ class TusStore:
             expires_at=self._expires(),
             concat=concat,
         )
-        await blocking(self.storage.create_upload, upload.key)
+        await blocking(self.storage.create_upload, upload.key, upload.file_id)
         await self.repo.insert(upload)
         self.files.space.promises_changed()
         if length == 0:
