@@ -6,6 +6,9 @@
 - download: curl from Satchel against curl fetching the same object from the S3 server
   directly (SigV4, the same client);
 - Satchel's peak RSS meanwhile;
+- the archive of a folder of 320 objects of 1–8 MiB in the bucket (`--photos s3://`),
+  cold (a fresh CRC cache: no stored checksums, so every member is read for its CRC,
+  then sent) and warm, against curl fetching the same bytes as one object;
 - the client libraries we chose between (boto3, obstore): multipart PUT and GETs of
   the same object, where obstore is installed (`pip install obstore`).
 
@@ -92,6 +95,50 @@ def s3_curl(key: str) -> Run:
     return curl_get("curl from S3 directly", url, *sigv4)
 
 
+def seed_album(s3: Any, count: int) -> int:
+    """``count`` objects of 1–8 MiB under album/ (no stored checksums: the worst case),
+    and the same bytes as one object, album.bin; the total size."""
+    import random
+
+    rng = random.Random(18)
+    sizes = [rng.randint(2**20, 8 * 2**20) for _ in range(count)]
+    listed = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="photos/album/")
+    have = sum(len(page.get("Contents", [])) for page in listed)
+    whole_there = s3.list_objects_v2(Bucket=BUCKET, Prefix="album.bin").get("KeyCount", 0)
+    if have != count or not whole_there:
+        whole = WORK / "album.bin"
+        with whole.open("wb") as out:
+            for n, size in enumerate(sizes, 1):
+                data = rng.randbytes(size)
+                s3.put_object(Bucket=BUCKET, Key=f"photos/album/{n:04d}.jpg", Body=data)
+                out.write(data)
+        s3.upload_file(str(whole), BUCKET, "album.bin")
+        whole.unlink()
+    return sum(sizes)
+
+
+def archives(s3: Any, rounds: int, count: int) -> list[Run]:
+    total = seed_album(s3, count)
+    runs: list[Run] = []
+    for n in range(rounds):
+        runs.append(s3_curl("album.bin"))
+        server = start_satchel(
+            WORK / f"s3-archive-{n}-{time.time_ns()}", "--photos", f"s3://{BUCKET}/photos"
+        )
+        try:
+            for subject in ("satchel archive of the S3 folder, cold",
+                            "satchel archive of the S3 folder, warm"):  # fmt: skip
+                with usage(server) as used:
+                    run = curl_get(subject, f"http://127.0.0.1:{server.port}/archive/album/")
+                run.peak_rss, run.cpu = used.peak_rss, used.cpu
+                if run.bytes <= total:
+                    raise RuntimeError(f"{subject}: {run.bytes} bytes for {total} of members")
+                runs.append(run)
+        finally:
+            server.stop()
+    return runs
+
+
 def libraries(s3: Any, size: int, rounds: int) -> list[Run]:
     """boto3 and obstore, each writing and reading the same bytes the same way."""
     try:
@@ -160,8 +207,8 @@ def libraries(s3: Any, size: int, rounds: int) -> list[Run]:
 
 
 def table(runs: list[Run], pairs: list[tuple[str, str]]) -> None:
-    print("| subject | runs | GB/s median (range) | × baseline | peak RSS MiB |")
-    print("|---|---|---|---|---|")
+    print("| subject | runs | GB/s median (range) | × baseline | server CPU s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
     for subject, baseline in pairs:
         rs = [r for r in runs if r.subject == subject]
         if not rs:
@@ -172,7 +219,11 @@ def table(runs: list[Run], pairs: list[tuple[str, str]]) -> None:
         ratio = f"{gbps / statistics.median(base):.2f}" if base and baseline != subject else "–"
         rss = max(r.peak_rss for r in rs)
         rss_text = f"{rss / 2**20:.0f}" if rss else "–"
-        print(f"| {subject} | {len(rs)} | {gbps:.3f} ({spread}) | {ratio} | {rss_text} |")
+        cpu = statistics.median(r.cpu for r in rs)
+        cpu_text = f"{cpu:.2f}" if cpu else "–"
+        print(
+            f"| {subject} | {len(rs)} | {gbps:.3f} ({spread}) | {ratio} | {cpu_text} | {rss_text} |"
+        )
     print()
 
 
@@ -180,6 +231,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--album-files", type=int, default=320)
+    parser.add_argument("--skip-files", action="store_true", help="only the archives")
     args = parser.parse_args()
     s3_environment()
     s3 = client()
@@ -188,7 +241,7 @@ def main() -> None:
     server = start_satchel(data, "--storage", f"s3://{BUCKET}/satchel")
     runs: list[Run] = []
     try:
-        for _ in range(args.rounds):
+        for _ in range(0 if args.skip_files else args.rounds):
             runs.append(boto3_upload(s3, path, "direct/file.bin"))
             run, file_id = upload(server, path)
             run.subject = "satchel upload to S3, curl -T"
@@ -209,6 +262,15 @@ def main() -> None:
         ("satchel upload to S3, curl -T", "boto3 multipart upload alone"),
         ("curl from S3 directly", "curl from S3 directly"),
         ("satchel download from S3, curl", "curl from S3 directly"),
+    ])  # fmt: skip
+    album = archives(s3, args.rounds, args.album_files)
+    print(
+        f"Archive of {args.album_files} objects of 1–8 MiB, against one object of the same bytes:\n"
+    )
+    table(album, [
+        ("curl from S3 directly", "curl from S3 directly"),
+        ("satchel archive of the S3 folder, cold", "curl from S3 directly"),
+        ("satchel archive of the S3 folder, warm", "curl from S3 directly"),
     ])  # fmt: skip
     lib = libraries(s3, min(args.size_mb, 512) * 2**20, args.rounds)
     if lib:

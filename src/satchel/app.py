@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive.service import Archives
 from satchel.blocking import blocking
@@ -36,13 +37,15 @@ from satchel.http.routes import setup_routes
 from satchel.metadata.crc import SqlCrcRepo
 from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.files import SqlFileRepo
+from satchel.metadata.leases import SqlLeases
+from satchel.metadata.locks import PgLocks
 from satchel.metadata.tus import SqlUploadRepo
 from satchel.peers import parse_networks
 from satchel.space import Ballast, Space
-from satchel.storage.base import Storage, UploadLocks
+from satchel.storage.base import Folders, Storage, UploadLocks
 from satchel.storage.folders import LocalFolders
 from satchel.storage.local import LocalStorage
-from satchel.storage.locks import FileLocks
+from satchel.storage.locks import FileLocks, Locks, Threaded
 from satchel.throttle import Throttle
 from satchel.tus.service import TusStore
 from satchel.zipstream import Limits
@@ -73,7 +76,7 @@ def create_app(
         try:
             await migrate(engine)
             app[ENGINE] = engine
-            folders = LocalFolders(settings.photos)
+            folders = await blocking(open_folders, settings)
             photos_room = Space(folders.free_bytes, reserve)
             app[ARCHIVES] = Archives(folders, SqlCrcRepo(engine), limits, photos_room)
             uploads = SqlUploadRepo(engine)
@@ -94,20 +97,27 @@ def create_app(
             await store.space.refill()
             app[CHECKS] = CheckCache(store)
             expiry = timedelta(hours=settings.tus_expiry_hours)
-            app[TUSSTORE] = tus = TusStore(uploads, store, upload_locks(settings, backend), expiry)
+            locks = upload_locks(settings, backend, engine)
+            app[TUSSTORE] = tus = TusStore(uploads, store, locks, expiry)
             app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)
-            await tus.purge()
-            await store.purge()
-            await store.sweep_orphans()
+            sweeping = _sweeping(settings, engine)
+            if await sweeping():
+                await tus.purge()
+                await store.purge()
+                await store.sweep_orphans()
             app[INDEX_HTML] = await blocking(_read_page, "index.html")
             app[DELETE_HTML] = (await blocking(_read_page, "delete.html")).decode()
             app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
             app[PAGE_JS] = await blocking(_read_page, "satchel.js")
-            housekeeping = asyncio.create_task(_purge_every(store, tus, settings.purge_interval))
+            housekeeping = asyncio.create_task(
+                _purge_every(store, tus, sweeping, settings.purge_interval)
+            )
             yield
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
+            if isinstance(locks, PgLocks):
+                await locks.close()
         finally:
             await engine.dispose()
 
@@ -125,20 +135,52 @@ def open_storage(settings: Settings) -> Storage:
     return open_s3(settings.storage, settings.s3_endpoint, settings.s3_part_size)
 
 
-def upload_locks(settings: Settings, backend: Storage) -> UploadLocks:
-    """The storage's own locks, else lock files in the data folder: one instance, with
-    any number of workers. (Instances that share no folder need a database lock.)"""
+def open_folders(settings: Settings) -> Folders:
+    """The photos root: a local folder, or a bucket and prefix."""
+    if isinstance(settings.photos, Path):
+        return LocalFolders(settings.photos)
+    from satchel.storage.s3 import connect
+    from satchel.storage.s3_folders import S3Folders
+
+    return S3Folders(connect(settings.s3_endpoint), settings.photos, settings.s3_part_size)
+
+
+def upload_locks(settings: Settings, backend: Storage, engine: AsyncEngine) -> Locks:
+    """The storage's own locks (local files: ``flock``); else PostgreSQL's advisory locks,
+    which instances that share no filesystem share; else lock files in the data folder
+    (one instance, any number of workers)."""
     if isinstance(backend, UploadLocks):
-        return backend
-    return FileLocks(settings.data / "locks")
+        return Threaded(backend)
+    if engine.dialect.name == "postgresql":
+        return PgLocks(engine)
+    return Threaded(FileLocks(settings.data / "locks"))
 
 
-async def _purge_every(store: FileStore, tus: TusStore, seconds: float) -> None:
+def _sweeping(settings: Settings, engine: AsyncEngine) -> Callable[[], Awaitable[bool]]:
+    """Whether this instance sweeps expired files now: always, with storage of its own;
+    with a storage that instances share (S3), only while it holds the database lease,
+    so that the sweep runs once, not once per instance. A holder that dies is replaced
+    after three intervals."""
+    if settings.storage is None:
+        return _always
+    leases = SqlLeases(engine)
+    name, seconds = f"sweep {settings.storage}", 3 * settings.purge_interval
+    return lambda: leases.take(name, seconds)
+
+
+async def _always() -> bool:
+    return True
+
+
+async def _purge_every(
+    store: FileStore, tus: TusStore, sweeping: Callable[[], Awaitable[bool]], seconds: float
+) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
-            await tus.purge()
-            await store.purge()
+            if await sweeping():
+                await tus.purge()
+                await store.purge()
             await store.space.refill()
         except Exception:
             log.exception("Purging expired files failed; trying again in %g s", seconds)

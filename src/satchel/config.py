@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from satchel.errors import ConfigError
 from satchel.peers import parse_networks
+from satchel.storage.s3 import S3Location  # boto3 is imported only to make a client
 from satchel.throttle import Rates
 
 MiB = 1024 * 1024
@@ -125,12 +126,17 @@ def _http_url(value: Any) -> str | None:
     return text.rstrip("/")
 
 
+def _photos(value: Any) -> Path | S3Location:
+    """A local photos root, or an S3 bucket and prefix (s3://BUCKET/PREFIX)."""
+    if isinstance(value, str) and value.startswith("s3://"):
+        return S3Location.parse(value)
+    return Path(value)
+
+
 def _storage_url(value: Any) -> str | None:
     """Where stored files and resumable uploads live: None for --data, or s3://B/P."""
     if value in (None, ""):
         return None
-    from satchel.storage.s3 import S3Location  # no boto3 until a client is made
-
     return str(S3Location.parse(str(value)))
 
 
@@ -156,7 +162,7 @@ class Settings:
 
     host: str = _setting("127.0.0.1", _text)
     port: int = _setting(8080, _number(int, ge=1, le=65535))
-    photos: Path = _setting(Path("photos"), _path)
+    photos: Path | S3Location = _setting(Path("photos"), _photos)
     data: Path = _setting(Path("data"), _path)
     db: str | None = _setting(None, _db_url, secret=True)
     # Stored files and resumable uploads in an S3 bucket instead of --data/files
@@ -309,7 +315,14 @@ def check_paths(settings: Settings) -> None:
             settings.upload_tokens()
         except OSError as exc:
             raise ConfigError(f"--upload-token-file: cannot read it: {exc}") from exc
-    if not settings.photos.is_dir():
+    if isinstance(settings.photos, S3Location):
+        from satchel.storage.s3 import connect
+
+        try:
+            connect(settings.s3_endpoint).head_bucket(Bucket=settings.photos.bucket)
+        except Exception as exc:
+            raise ConfigError(f"--photos {settings.photos}: cannot reach it: {exc}") from exc
+    elif not settings.photos.is_dir():
         raise ConfigError(f"--photos: {str(settings.photos)!r} does not exist or is not a folder")
     try:
         settings.data.mkdir(parents=True, exist_ok=True)

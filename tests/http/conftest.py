@@ -28,7 +28,7 @@ def _factory(aiohttp_client: Any, photos: Path, data_dir: Path, **fixed: Any) ->
         **overrides: Any,
     ) -> TestClient[Any, Any]:
         data_dir.mkdir(parents=True, exist_ok=True)
-        settings = load_settings(photos=photos, data=data_dir, **fixed, **overrides)
+        settings = load_settings(**{"photos": photos, "data": data_dir, **fixed, **overrides})
         server = TestServer(create_app(settings, limits=limits, storage=backend))
         await server.start_server(**SERVER_OPTIONS)  # as `satchel serve` runs it
         client: TestClient[Any, Any] = await aiohttp_client(server)

@@ -175,3 +175,39 @@ def test_an_unreachable_bucket_is_refused_before_serving(tmp_path: Path, s3_clie
     )
     with pytest.raises(ConfigError, match="no-such-bucket-here.*cannot reach it"):
         check_paths(settings)
+
+
+async def test_expired_files_are_swept_by_the_instance_holding_the_lease(
+    make_app_client: ClientFactory, s3_url: str, s3_client: Any
+) -> None:
+    """Instances on one bucket sweep once: here another instance holds the lease, so
+    this one leaves an expired file alone until that lease lapses."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from satchel.http.keys import ENGINE
+    from satchel.metadata.tables import files, leases
+
+    client = await make_app_client(storage=s3_url, purge_interval=0.1)
+    engine = client.app[ENGINE]
+    far = datetime.now(UTC) + timedelta(hours=1)
+    async with engine.begin() as conn:  # another instance took it over, and stays alive
+        moved = await conn.execute(update(leases).values(holder="other", until=far))
+        assert moved.rowcount == 1  # this instance held it since it started
+    resp = await client.post("/files/", data=b"short-lived")
+    file_id = (await resp.json())["id"]
+    async with engine.begin() as conn:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await conn.execute(update(files).where(files.c.id == file_id).values(expires_at=past))
+    await asyncio.sleep(0.5)
+    prefix = prefix_of(client)
+    assert s3_keys(s3_client, prefix) == [f"{prefix}files/{file_id}"]  # not swept here
+    async with engine.begin() as conn:  # the other instance died: its lease lapses
+        await conn.execute(update(leases).values(until=datetime.now(UTC)))
+    for _ in range(50):
+        if s3_keys(s3_client, prefix) == []:
+            break
+        await asyncio.sleep(0.1)
+    assert s3_keys(s3_client, prefix) == []
+    assert (await client.get(f"/files/{file_id}/")).status == 404

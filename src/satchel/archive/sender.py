@@ -14,7 +14,15 @@ from zlib_ng.zlib_ng import crc32
 from satchel.archive.manifest import CrcEntry, Manifest
 from satchel.blocking import blocking
 from satchel.errors import ArchiveChanged
-from satchel.storage.base import FileVersion, Folders, Member, Reader, SourceFile
+from satchel.storage.base import (
+    FetchAhead,
+    FileVersion,
+    Folders,
+    Member,
+    Reader,
+    SourceFile,
+    StoredCrc,
+)
 from satchel.zipstream import Part
 
 log = logging.getLogger("satchel.archive")
@@ -63,9 +71,12 @@ class _OpenFile:
         return self.file
 
     def crc(self, chunk_size: int) -> int:
-        """CRC-32 of the whole file, then check it did not change meanwhile."""
+        """CRC-32 of the whole file (kept by its storage, or read), then check it did not
+        change meanwhile."""
         with self._lock:
             member = self._member()
+            if isinstance(member, StoredCrc) and (stored := member.stored_crc()) is not None:
+                return stored
             view = memoryview(bytearray(chunk_size))
             crc, offset, size = 0, 0, self.source.version.size
             while offset < size:
@@ -121,6 +132,8 @@ class ArchiveSender:
     # Files of the next entries, their CRCs being computed in threads while the
     # current body goes out: the CRC work overlaps the kernel's copy.
     _ahead: dict[int, tuple[_OpenFile, asyncio.Future[int]]] = field(default_factory=dict)
+    # Files of the next entries being opened (members over a network: ``FetchAhead``)
+    _opening: dict[int, tuple[_OpenFile, asyncio.Future[None]]] = field(default_factory=dict)
     _stop: int = 0
 
     async def send(self, start: int, stop: int) -> None:
@@ -145,11 +158,15 @@ class ArchiveSender:
     async def close(self) -> None:
         """Close every file this sender opened, even if the caller is being cancelled."""
         files = [self._open] if self._open is not None else []
-        for opened, task in self._ahead.values():
+        for opened, computing in self._ahead.values():
             files.append(opened)
-            task.cancel()
+            computing.cancel()
+        for opened, opening in self._opening.values():
+            files.append(opened)
+            opening.cancel()
         self._open = None
         self._ahead.clear()
+        self._opening.clear()
         if files:
             # One shielded call, scheduled at once: cancelling us cannot stop it.
             await asyncio.shield(blocking(_close_all, files))
@@ -165,7 +182,12 @@ class ArchiveSender:
 
     async def _file(self, index: int) -> _OpenFile:
         if self._open is None or self._open.index != index:
-            await self._switch(_OpenFile(self.folders, index, self.manifest.files[index]))
+            if index in self._opening:
+                following, opening = self._opening.pop(index)
+                await self._switch(following, open_it=False)
+                await opening
+            else:
+                await self._switch(_OpenFile(self.folders, index, self.manifest.files[index]))
         assert self._open is not None
         return self._open
 
@@ -187,13 +209,24 @@ class ArchiveSender:
         return crc
 
     def _look_ahead(self, index: int) -> None:
-        """Start CRCs of the next entries whose headers the range reaches."""
+        """Start CRCs of the next entries whose headers the range reaches; open the next
+        members ahead where they come over a network."""
         layout, files = self.manifest.layout, self.manifest.files
-        for following in range(index + 1, min(index + 1 + LOOK_AHEAD, len(files))):
+        fetch = self.folders.fetch_ahead if isinstance(self.folders, FetchAhead) else 0
+        for following in range(index + 1, min(index + 1 + max(LOOK_AHEAD, fetch), len(files))):
             source = files[following]
             if layout.entries[following].offset >= self._stop:
                 return
-            if following in self._ahead or following in self._crcs or source.version in self.known:
+            if following in self._ahead or following in self._opening:
+                continue
+            if following in self._crcs or source.version in self.known:
+                if following <= index + fetch:
+                    opened = _OpenFile(self.folders, following, source)
+                    opening = asyncio.ensure_future(blocking(opened.open))
+                    opening.add_done_callback(lambda t: t.cancelled() or t.exception())
+                    self._opening[following] = (opened, opening)
+                continue
+            if following > index + LOOK_AHEAD:
                 continue
             opened = _OpenFile(self.folders, following, source)
             task = asyncio.ensure_future(blocking(_crc_of, opened, self.chunk_size))

@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8080)")
-    serve.add_argument("--photos", "--dir", dest="photos", help="photos root (default ./photos)")
+    serve.add_argument(
+        "--photos", "--dir", dest="photos", help="photos root or s3://BUCKET/PREFIX (./photos)"
+    )
     serve.add_argument("--data", help="data folder: SQLite file, later uploads (default ./data)")
     serve.add_argument("--db", help="database URL (default SQLite under --data)")
     serve.add_argument(
@@ -326,6 +328,9 @@ def _migrate_here(settings: Settings) -> None:
 def _demo(settings: Settings) -> int:
     from satchel.demo import ensure_demo
 
+    if not isinstance(settings.photos, Path):
+        print("satchel: admin demo fills a local photos folder, not a bucket", file=sys.stderr)
+        return 2
     if ensure_demo(settings.photos):
         print(f"satchel: created demo folders in {settings.photos} (try /archive/7kna/)")
     return 0
@@ -384,7 +389,7 @@ def _serve(
     log.info(
         "Satchel %s: photos %s, database %s, loop %s, sendfile %s",
         __version__,
-        settings.photos.resolve(),
+        settings.photos if not isinstance(settings.photos, Path) else settings.photos.resolve(),
         settings.db_url_masked,
         type(loop).__module__.split(".")[0],
         "on" if settings.sendfile else "off",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -167,13 +168,28 @@ class ResponseSink:
         return ConnectionResetError(f"the client took no bytes for {self._timeout:g} s")
 
     async def _copy(self, reader: Reader, offset: int, count: int) -> int:
+        """By reads, the next read under way while a chunk is written: a reader over a
+        network (S3) fetches while the socket sends. No read outlives the call."""
         end, start = offset + count, offset
-        while offset < end:
-            data = await blocking(reader.read, offset, min(self._chunk_size, end - offset))
-            if not data:
-                break
-            await self.write(data)
-            offset += len(data)
+
+        def read_at(at: int) -> asyncio.Future[bytes]:
+            return asyncio.ensure_future(blocking(reader.read, at, min(self._chunk_size, end - at)))
+
+        pending: asyncio.Future[bytes] | None = read_at(offset)
+        try:
+            while pending is not None:
+                data = await pending
+                pending = None
+                if not data:
+                    break
+                offset += len(data)
+                if offset < end:
+                    pending = read_at(offset)
+                await self.write(data)
+        finally:
+            if pending is not None and not pending.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(pending)
         return offset - start
 
 

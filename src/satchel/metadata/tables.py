@@ -70,3 +70,12 @@ tus_uploads = Table(
     Column("upload_concat", Text, nullable=True),
     Index("tus_uploads_expires_at", "expires_at"),
 )
+
+# Who does a piece of shared work (the expiry sweep of a shared storage) until when.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
+)

@@ -8,6 +8,8 @@ blocks: async code calls them through ``satchel.blocking``.
 What a backend may or may not do is a separate capability, checked with ``isinstance``:
 - :class:`ZeroCopy`: a reader that can hand a file descriptor to ``sendfile``. A reader
   without it is streamed by reads.
+- :class:`StoredCrc`, :class:`FetchAhead`: folder members with a CRC-32 kept beside them,
+  and folders whose members are worth opening ahead (S3).
 - :class:`UploadLocks`: one writer per upload across processes (``flock`` locally). A
   backend whose instances share no filesystem gets its locks elsewhere (the database).
 
@@ -239,8 +241,26 @@ class Member(Reader, Protocol):
         ...
 
     def verify(self) -> None:
-        """``ArchiveChanged`` if it is no longer the version it was opened as."""
+        """``ArchiveChanged`` unless every byte read came from the version it was opened
+        as. Locally: it has not changed. On S3, where a GET is one version's bytes and
+        each is checked as it is answered, only a member never read is looked at again."""
         ...
+
+
+@runtime_checkable
+class StoredCrc(Protocol):
+    """A capability of a :class:`Member`: a CRC-32 its storage keeps (an S3 object's
+    full-object checksum), so it need not be read for one."""
+
+    def stored_crc(self) -> int | None: ...
+
+
+@runtime_checkable
+class FetchAhead(Protocol):
+    """A capability of :class:`Folders` whose members come over a network: the archive
+    sender opens this many members ahead, so that none stalls the stream."""
+
+    fetch_ahead: int
 
 
 class Folders(Protocol):

@@ -126,21 +126,31 @@ def _b64(crc: int) -> str:
 
 class S3Reader:
     """An object open for ranged reads: reads in order continue one ranged GET of up to
-    ``WINDOW`` bytes; a jump opens another. ``If-Match`` holds every GET to the version
-    first seen."""
+    ``WINDOW`` bytes; a jump opens another. Every GET is held to the version first seen
+    (``If-Match`` its ETag), so a replaced object fails rather than mixing versions."""
 
-    def __init__(self, client: S3Client, bucket: str, key: str) -> None:
-        self._client, self._bucket, self._key = client, bucket, key
-        with _not_found(key):
-            head = client.head_object(Bucket=bucket, Key=key)
-        self.size = head["ContentLength"]
-        self.etag = head["ETag"]
+    def __init__(self, client: S3Client, bucket: str, key: str, size: int | None = None) -> None:
+        """``size`` given: no HEAD, and each GET is checked by ``_check`` instead."""
+        self._client, self._bucket, self.key = client, bucket, key
+        self.etag: str | None = None
+        if size is None:
+            with _not_found(key):
+                head = client.head_object(Bucket=bucket, Key=key)
+            size, self.etag = head["ContentLength"], head["ETag"]
+        self.size = size
         self._body: Any = None
         self._at = 0  # where the open body continues
         self._until = 0  # where it ends
 
     def read(self, offset: int, count: int) -> bytes:
         count = max(0, min(count, self.size - offset))
+        # the usual case, a read that the open GET holds: no copy but the read's own
+        if 0 < count <= self._until - offset and self._body is not None and self._at == offset:
+            chunk: bytes = self._body.read(count)
+            self._at += len(chunk)
+            if len(chunk) == count:
+                return chunk
+            return chunk + self.read(offset + len(chunk), count - len(chunk))
         out = bytearray()
         while len(out) < count:
             at = offset + len(out)
@@ -148,7 +158,7 @@ class S3Reader:
                 self._open(at)
             chunk = self._body.read(min(count - len(out), self._until - self._at))
             if not chunk:
-                raise OSError(f"{self._key} ended at {self._at} of {self.size} bytes")
+                raise OSError(f"{self.key} ended at {self._at} of {self.size} bytes")
             out += chunk
             self._at += len(chunk)
         return bytes(out)
@@ -156,14 +166,19 @@ class S3Reader:
     def _open(self, at: int) -> None:
         self._close_body()
         until = min(self.size, at + WINDOW)
-        with _not_found(self._key):
-            answer = self._client.get_object(
-                Bucket=self._bucket,
-                Key=self._key,
-                Range=f"bytes={at}-{until - 1}",
-                IfMatch=self.etag,
-            )
+        span = f"bytes={at}-{until - 1}"
+        with _not_found(self.key):
+            if self.etag is None:
+                answer = self._client.get_object(Bucket=self._bucket, Key=self.key, Range=span)
+            else:
+                answer = self._client.get_object(
+                    Bucket=self._bucket, Key=self.key, Range=span, IfMatch=self.etag
+                )
         self._body, self._at, self._until = answer["Body"], at, until
+        self._check(answer["ETag"])
+
+    def _check(self, etag: str) -> None:
+        """A hook: what every GET's answer must be."""
 
     def _close_body(self) -> None:
         if self._body is not None:

@@ -3,9 +3,9 @@ the database.
 
 - An acknowledged offset is durable: the bytes are made durable before the record
   moves, and the record moves before the client hears 204.
-- One writer per upload, across processes: a PATCH holds the upload's lock
-  (``UploadLocks``: a ``flock`` locally) for as long as it writes; another PATCH gets
-  423 at once.
+- One writer per upload, across processes and instances: a PATCH holds the upload's
+  lock (``Locks``: a ``flock`` locally, a PostgreSQL advisory lock for instances on S3)
+  for as long as it writes; another PATCH gets 423 at once.
 - Bytes past the acknowledged offset (a crash mid-PATCH) are cut off before writing.
 - A PATCH cut short (the network dropped) keeps what arrived, so the client resumes
   there; with an Upload-Checksum the partial chunk cannot be verified and is dropped.
@@ -38,7 +38,8 @@ from satchel.errors import (
 from satchel.files.intake import Body, Pump
 from satchel.files.rules import ID_RE, Retention, StoredFile, media_type, new_id
 from satchel.files.service import FileStore
-from satchel.storage.base import ALIGN, Appending, Digests, UploadLocks, disk_full
+from satchel.storage.base import ALIGN, Appending, Digests, disk_full
+from satchel.storage.locks import Locks
 from satchel.storage.ring import BLOCK_SIZE, BlockRing
 from satchel.throttle import Shaper
 from satchel.tus.rules import Checksum, Upload, UploadRepo
@@ -49,9 +50,7 @@ _RUNNING_KEPT = 4096  # uploads whose running hashes a process remembers
 
 
 class TusStore:
-    def __init__(
-        self, repo: UploadRepo, files: FileStore, locks: UploadLocks, expiry: timedelta
-    ) -> None:
+    def __init__(self, repo: UploadRepo, files: FileStore, locks: Locks, expiry: timedelta) -> None:
         self.repo = repo
         self.files = files
         self.storage = files.storage  # the uploads' bytes live beside the stored files
@@ -206,13 +205,13 @@ class TusStore:
     async def _held(self, upload: Upload) -> AsyncIterator[None]:
         """Hold the upload's lock (423 at once when another writer holds it)."""
         try:
-            release = await taken(lambda release: release(), self.locks.acquire, upload.key)
+            release = await self.locks.acquire(upload.key)
         except FileNotFoundError as exc:  # terminated or purged meanwhile
             raise UploadNotFound() from exc
         try:
             yield
         finally:
-            await asyncio.shield(blocking(release))
+            await asyncio.shield(release())
 
     async def _receive(
         self,
