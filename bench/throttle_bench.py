@@ -4,6 +4,10 @@
   1 MiB/s and 50 MiB/s per connection; achieved rate vs the target (goal ±5%).
 - Fairness: 10 downloads by one client under --client-download-rate; each within
   ±20% of an even share, the sum within ±5% of the limit.
+- Instances: 4 downloads, 2 through each of two instances (separate data folders)
+  sharing --total-download-rate, then --client-download-rate, through Redis
+  (--limits-redis); the sum vs the limit (goal ±5% with 2 instances), beside one
+  instance with the same 4 downloads, alternated.
 - Scale: 1,000 concurrent downloads at 100 KiB/s each from one process: all
   complete, aggregate within ±5%, server peak RSS ≤ 300 MB, CPU ≤ 50% of a core.
 
@@ -173,6 +177,36 @@ def fairness(data: Path, seconds: float) -> None:
         f"{total / limit - 1:+.1%}", all(t.status == 200 for t in rows))  # fmt: skip
 
 
+REDIS = os.environ.get("SATCHEL_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def instances(data: Path, seconds: float, rounds: int = 2) -> None:
+    limit, count = 10 * MiB, 4
+    path = blob(int(limit * seconds / count))
+    print("\n### Instances: 4 downloads under one limit, shared through Redis\n")
+    row("limit", "instances", "sum B/s", "error", "all 200")
+    row(*["---"] * 5)
+    for _ in range(rounds):
+        for flag in ("--total-download-rate", "--client-download-rate"):
+            for n in (1, 2):
+                servers = [
+                    start_satchel(data / f"i{i}", flag, str(limit), "--limits-redis", REDIS)
+                    for i in range(n)
+                ]
+                try:
+                    urls = [
+                        f"http://127.0.0.1:{server.port}/files/{store(server, path)}/"
+                        for server in servers
+                    ]
+                    rows, wall = parallel([urls[i % n] for i in range(count)])
+                finally:
+                    for server in servers:
+                        server.stop()
+                total = sum(t.size for t in rows) / wall
+                ok = all(t.status == 200 and t.size == path.stat().st_size for t in rows)
+                row(f"{flag} {limit}", n, f"{total:.0f}", f"{total / limit - 1:+.1%}", ok)
+
+
 def scale(data: Path, seconds: float, count: int) -> None:
     rate = 100 * KiB
     path = blob(int(rate * seconds))
@@ -210,6 +244,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=WORK) as data:
         accuracy(Path(data), args.seconds)
         fairness(Path(data), args.seconds)
+        instances(Path(data), args.seconds)
         scale(Path(data), args.seconds, args.connections)
 
 

@@ -213,3 +213,20 @@ def empty_s3_prefix(client: Any, prefix: str) -> None:
             )
     for key in s3_keys(client, prefix):
         client.delete_object(Bucket=S3_BUCKET, Key=key)
+
+
+REDIS_URL = os.environ.get("SATCHEL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis the tests use (127.0.0.1:6379; override with SATCHEL_TEST_REDIS)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError) as exc:
+        if IN_CI:
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+        pytest.skip(f"Redis is not reachable: {exc}")
+    return REDIS_URL

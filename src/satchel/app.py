@@ -65,7 +65,7 @@ def create_app(
     rates = settings.rates()
     app = web.Application()
     app[SETTINGS] = settings
-    app[THROTTLE] = Throttle(rates)
+    app[THROTTLE] = _throttle(app, settings)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)
 
     reserve = settings.disk_reserve
@@ -124,6 +124,28 @@ def create_app(
     app.cleanup_ctx.append(resources_ctx)
     setup_routes(app, per_client=rates.per_client)
     return app
+
+
+def _throttle(app: web.Application, settings: Settings) -> Throttle:
+    """Speed limits: a client's and the total shared by every instance through Redis
+    with --limits-redis, else by this process."""
+    rates = settings.rates()
+    if settings.limits_redis is None:
+        return Throttle(rates)
+    from satchel.shared_limits import LeasedLimiter, RedisBuckets
+
+    buckets = RedisBuckets(settings.limits_redis)
+
+    async def close(_app: web.Application) -> None:
+        await buckets.close()
+
+    app.on_cleanup.append(close)
+    return Throttle(
+        rates,
+        shared=lambda rate, name: LeasedLimiter(
+            buckets, f"satchel:limit:{name}", rate, rates.burst
+        ),
+    )
 
 
 def open_storage(settings: Settings) -> Storage:

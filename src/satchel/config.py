@@ -140,6 +140,15 @@ def _storage_url(value: Any) -> str | None:
     return str(S3Location.parse(str(value)))
 
 
+def _redis_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("use redis://HOST:PORT/DB, rediss://… or unix:///PATH")
+    return text
+
+
 def _db_url(value: Any) -> str | None:
     if value in (None, ""):
         return None
@@ -202,6 +211,8 @@ class Settings:
     proxy_header: str = _setting("x-forwarded-for", _choice("x-forwarded-for", "forwarded"))
     max_connections_per_client: int | None = _setting(None, _number(int, ge=1, optional=True))
     max_archive_streams: int | None = _setting(None, _number(int, ge=1, optional=True))
+    # Client and total limits shared by every instance through this Redis
+    limits_redis: str | None = _setting(None, _redis_url, secret=True)
 
     def upload_tokens(self) -> frozenset[str]:
         """Tokens from --upload-token and --upload-token-file (one a line, # comments)."""
@@ -315,6 +326,13 @@ def check_paths(settings: Settings) -> None:
             settings.upload_tokens()
         except OSError as exc:
             raise ConfigError(f"--upload-token-file: cannot read it: {exc}") from exc
+    if settings.limits_redis is not None:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.limits_redis, socket_connect_timeout=5).ping()
+        except (redis.RedisError, OSError) as exc:
+            raise ConfigError(f"--limits-redis: cannot reach it: {exc}") from exc
     if isinstance(settings.photos, S3Location):
         from satchel.storage.s3 import connect
 

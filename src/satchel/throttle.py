@@ -208,24 +208,42 @@ RETRY_CLIENT = 1  # seconds; a connection of the same client is likely to end so
 RETRY_STREAMS = 5
 
 
-class Throttle:
-    """The shared buckets and admission counts of one process."""
+Shared = Callable[[float, str], Limiter]  # a shared limiter of ``rate`` under a name
 
-    def __init__(self, rates: Rates, *, clock: Callable[[], float] = time.monotonic) -> None:
+
+class Throttle:
+    """The shared buckets and admission counts of one process. ``shared`` makes the
+    limiters that many transfers share (a client's, the total), by rate and name: by
+    default buckets of this process; through Redis, of every instance."""
+
+    def __init__(
+        self,
+        rates: Rates,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        shared: Shared | None = None,
+    ) -> None:
         self.rates = rates
         self.clock = clock
         self.stats = Stats()
         self._clients: dict[str, _Client] = {}
         self._archive_streams = 0
+        self._shared = shared or (
+            lambda rate, _name: Limiter(rate, rates.burst, shared=True, clock=clock)
+        )
         self._total = {
-            "download": self._limiter(rates.total_download),
-            "upload": self._limiter(rates.total_upload),
+            direction: None if rate is None else self._shared(rate, f"{direction}:total")
+            for direction, rate in (
+                ("download", rates.total_download),
+                ("upload", rates.total_upload),
+            )
         }
 
-    def _limiter(self, rate: int | None, *, shared: bool = True) -> Limiter | None:
+    def _limiter(self, rate: int | None) -> Limiter | None:
+        """A transfer's own limiter."""
         if rate is None:
             return None
-        return Limiter(rate, self.rates.burst, shared=shared, clock=self.clock)
+        return Limiter(rate, self.rates.burst, shared=False, clock=self.clock)
 
     @contextlib.contextmanager
     def request(self, client: str) -> Iterator[None]:
@@ -288,15 +306,14 @@ class Throttle:
         limiters = [
             limiter
             for rate in (per_connection, own_rate)
-            if (limiter := self._limiter(rate, shared=False)) is not None
+            if (limiter := self._limiter(rate)) is not None
         ]
         if per_client is not None:
             # a client not counted by request() (no HTTP request) gets a limiter of its own
             state = self._clients.get(client) or _Client()
             if direction not in state.limiters:
-                state.limiters[direction] = Limiter(
-                    per_client, rates.burst, shared=True, clock=self.clock
-                )
+                name = f"{direction}:client:{client}"
+                state.limiters[direction] = self._shared(per_client, name)
             limiters.append(state.limiters[direction])
         total = self._total[direction]
         if total is not None:

@@ -3,6 +3,7 @@ nginx round-robin: whatever lands through one is there through the others."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -42,6 +43,13 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path, s3_url: str) -> Iterator[Cluster]:
+    with running(tmp_path, s3_url) as instances:
+        yield instances
+
+
+@contextlib.contextmanager
+def running(tmp_path: Path, s3_url: str, *extra: str) -> Iterator[Cluster]:
+    """Two instances with ``extra`` settings, and nginx in front of them."""
     nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else require_tool("nginx")
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -53,7 +61,7 @@ def cluster(tmp_path: Path, s3_url: str) -> Iterator[Cluster]:
                 home.mkdir()
                 instances.append(start_server(
                     photos, home / "data", home, None, "--db", db, "--storage", s3_url,
-                    "--s3-part-size", "5M",
+                    "--s3-part-size", "5M", *extra,
                 ))  # fmt: skip
             port = free_port()
             conf = tmp_path / "nginx.conf"
@@ -206,3 +214,32 @@ def test_max_downloads_stays_exact_across_instances(cluster: Cluster) -> None:
         whole += answer == (200, True)
     assert whole == 3
     assert fetch(a)[0] == fetch(b)[0] == 404
+
+
+def test_a_total_limit_holds_across_instances_through_redis(
+    tmp_path: Path, s3_url: str, redis_url: str
+) -> None:
+    """Four downloads, two through each instance, under one total limit: together they
+    get that rate, not twice it (each instance alone would allow all of it)."""
+    import json
+
+    rate = 4 * MiB
+    extra = ("--total-download-rate", str(rate), "--limits-redis", redis_url)
+    with running(tmp_path, s3_url, *extra) as cluster:
+        a, b = (s.url for s in cluster.instances)
+        _, _, body = call("POST", f"{a}/files/", os.urandom(64 * MiB))
+        file_id = json.loads(body)["id"]
+
+        def fetch(server: str) -> int:
+            """Bytes received in three seconds."""
+            got = subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "--max-time", "3", "-w", "%{size_download}",
+                 f"{server}/files/{file_id}/"],
+                capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            return int(float(got))
+
+        with ThreadPoolExecutor(4) as pool:
+            received = sum(pool.map(fetch, [a, b, a, b]))
+    measured = received / 3
+    assert 0.8 * rate <= measured <= 1.2 * rate + 2 * MiB / 3  # the bench measures ±5%

@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         "--trusted-proxy", action="append", metavar="ADDR[/BITS]",
         help="believe X-Forwarded-For from this proxy (repeatable)",
     )  # fmt: skip
+    limits.add_argument(
+        "--limits-redis", metavar="URL", help="share client and total limits through Redis"
+    )
     limits.add_argument("--proxy-header", choices=["x-forwarded-for", "forwarded"])
     limits.add_argument(
         "--max-connections-per-client", type=int, metavar="N",
