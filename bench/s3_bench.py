@@ -9,6 +9,8 @@
 - the archive of a folder of 320 objects of 1–8 MiB in the bucket (`--photos s3://`),
   cold (a fresh CRC cache: no stored checksums, so every member is read for its CRC,
   then sent) and warm, against curl fetching the same bytes as one object;
+- 200 downloads at once of one stored file through nginx round-robin, in front of one
+  instance and of two (one PostgreSQL, one bucket);
 - the client libraries we chose between (boto3, obstore): multipart PUT and GETs of
   the same object, where obstore is installed (`pip install obstore`).
 
@@ -31,8 +33,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from archive_bench import ROOT, WORK, Run, usage, warm_cache  # noqa: E402
+from archive_bench import ROOT, WORK, Run, free_port, usage, warm_cache  # noqa: E402
 from files_bench import make_file, start_satchel, upload  # noqa: E402
+from throttle_bench import parallel  # noqa: E402
 
 BUCKET = "satchel-bench"
 PART = 8 * 2**20
@@ -135,6 +138,61 @@ def archives(s3: Any, rounds: int, count: int) -> list[Run]:
                     raise RuntimeError(f"{subject}: {run.bytes} bytes for {total} of members")
                 runs.append(run)
         finally:
+            server.stop()
+    return runs
+
+
+def instances_bench(rounds: int, count: int = 200, size_mb: int = 4) -> list[Run]:
+    """``count`` downloads at once of one stored file through nginx round-robin, in
+    front of one instance, then two (one PostgreSQL, one bucket; each its own data)."""
+    import shutil
+
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c",
+         "DROP DATABASE IF EXISTS satchel_bench", "-c", "CREATE DATABASE satchel_bench"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    db = "postgresql+asyncpg://postgres@127.0.0.1:5432/satchel_bench"
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    storage = f"s3://{BUCKET}/instances"
+    extra = ("--db", db, "--storage", storage, "--no-access-log")
+    servers = [start_satchel(WORK / f"instance-{i}", *extra) for i in range(2)]
+    runs: list[Run] = []
+    try:
+        path = WORK / "instances.bin"
+        path.write_bytes(os.urandom(size_mb * 2**20))
+        _, file_id = upload(servers[0], path)
+        for _ in range(rounds):
+            for n in (1, 2):
+                port = free_port()
+                conf = WORK / "nginx-instances.conf"
+                upstream = "".join(f"server 127.0.0.1:{s.port};" for s in servers[:n])
+                conf.write_text(
+                    f"daemon off; worker_processes 1; pid {WORK}/nginx-i.pid;\n"
+                    f"error_log {WORK}/nginx-i.log; events {{ worker_connections 1024; }}\n"
+                    f"http {{ access_log off; upstream s {{ {upstream} keepalive 64; }}\n"
+                    f"  proxy_temp_path {WORK}/nginx-tmp; client_body_temp_path {WORK}/nginx-tmp;\n"
+                    f"  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://s;\n"
+                    '    proxy_http_version 1.1; proxy_set_header Connection "";\n'
+                    "    proxy_buffering off; } } }\n"
+                )
+                (WORK / "nginx-tmp").mkdir(exist_ok=True)
+                balancer = subprocess.Popen([nginx, "-c", str(conf), "-e", str(WORK / "e.log")])
+                try:
+                    time.sleep(0.5)
+                    url = f"http://127.0.0.1:{port}/files/{file_id}/"
+                    with usage(servers[0]) as used:
+                        rows, seconds = parallel([url] * count)
+                    done = sum(t.size for t in rows if t.status == 200)
+                    if done != count * path.stat().st_size:
+                        raise RuntimeError(f"{n} instances: {done} bytes of {count} downloads")
+                finally:
+                    balancer.terminate()
+                    balancer.wait(10)
+                subject = f"{count} downloads, {n} instance{'s' * (n > 1)} behind nginx"
+                runs.append(Run(subject, done, seconds, 0.0, used.cpu, used.peak_rss))
+    finally:
+        for server in servers:
             server.stop()
     return runs
 
@@ -272,6 +330,10 @@ def main() -> None:
         ("satchel archive of the S3 folder, cold", "curl from S3 directly"),
         ("satchel archive of the S3 folder, warm", "curl from S3 directly"),
     ])  # fmt: skip
+    spread = instances_bench(args.rounds)
+    print("One stored file on S3, downloaded by 200 at once through nginx round-robin:\n")
+    one, two = (f"200 downloads, {n} behind nginx" for n in ("1 instance", "2 instances"))
+    table(spread, [(one, one), (two, one)])
     lib = libraries(s3, min(args.size_mb, 512) * 2**20, args.rounds)
     if lib:
         print("Client libraries, the same bytes each (one connection, parts one at a time):\n")
