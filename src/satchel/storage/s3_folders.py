@@ -120,9 +120,6 @@ class S3Folders:
         self.location = location
         self._storage = S3Storage(client, location, part_size)  # for writes
 
-    def check(self) -> None:
-        self.client.head_bucket(Bucket=self.location.bucket)
-
     def scan(self, folder: str) -> tuple[list[SourceFile], int]:
         prefix = self.location.key(folder, "")
         pages = self.client.get_paginator("list_objects_v2")
