@@ -178,6 +178,7 @@ class Settings:
     storage: str | None = _setting(None, _storage_url)
     s3_endpoint: str | None = _setting(None, _http_url)  # default: the AWS chain, or AWS
     s3_part_size: int = _setting(8 * MiB, _number(int, ge=5 * MiB, le=5 * 1024**3, size=True))
+    s3_redirect: bool = _setting(False, _flag)  # downloads answered by a presigned URL
     delay: float = _setting(0.0, _number(float, ge=0, le=60))
     chunk_size: int = _setting(MiB, _number(int, ge=4096, le=64 * MiB, size=True))
     verbose: bool = _setting(False, _flag)
@@ -346,6 +347,8 @@ def check_paths(settings: Settings) -> None:
         settings.data.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--data: cannot create {str(settings.data)!r}: {exc}") from exc
+    if settings.s3_redirect and settings.storage is None:
+        raise ConfigError("--s3-redirect needs --storage s3://…: files under --data have no URL")
     if settings.storage is not None:
         from satchel.storage.s3 import open_s3
 

@@ -211,3 +211,55 @@ async def test_expired_files_are_swept_by_the_instance_holding_the_lease(
         await asyncio.sleep(0.1)
     assert s3_keys(s3_client, prefix) == []
     assert (await client.get(f"/files/{file_id}/")).status == 404
+
+
+async def test_s3_redirect_hands_out_a_presigned_url_and_counts_the_download(
+    make_app_client: ClientFactory, s3_url: str
+) -> None:
+    import urllib.request
+
+    from satchel.http.keys import FILESTORE
+
+    client = await make_app_client(storage=s3_url, s3_redirect=True)
+    data = os.urandom(300_000)
+    free = await (await client.post("/files/", data=BytesIO(data))).json()
+    download = f"/files/{free['id']}/"
+    resp = await client.get(download, allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Cache-Control"] == "no-store"
+    presigned = resp.headers["Location"]
+    assert "X-Amz-Signature=" in presigned and "X-Amz-Expires=300" in presigned
+
+    def fetch(headers: dict[str, str]) -> tuple[int, bytes, str | None]:
+        request = urllib.request.Request(presigned, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as got:
+            return got.status, got.read(), got.headers.get("Content-Disposition")
+
+    status, body, disposition = await asyncio.to_thread(fetch, {})
+    assert status == 200 and body == data  # straight from S3, with Satchel's file name
+    assert disposition is not None and free["name"] in disposition
+    status, body, _ = await asyncio.to_thread(fetch, {"Range": "bytes=10-19"})
+    assert status == 206 and body == data[10:20]
+    record = await client.app[FILESTORE].repo.get(free["id"])
+    assert record is not None and record.downloads == 1  # the whole-file redirect counted
+    part = await client.get(download, headers={"Range": "bytes=0-9"}, allow_redirects=False)
+    assert part.status == 302  # a part counts for nothing, as when it is sent
+    head = await client.head(download)
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(data))
+    # a file with Max-Downloads is sent by Satchel, so its count stays exact
+    limited = await client.post("/files/", data=BytesIO(data), headers={"Max-Downloads": "1"})
+    limited_id = (await limited.json())["id"]
+    first = await client.get(f"/files/{limited_id}/", allow_redirects=False)
+    assert first.status == 200 and await first.read() == data
+    assert (await client.get(f"/files/{limited_id}/", allow_redirects=False)).status == 404
+    record = await client.app[FILESTORE].repo.get(free["id"])
+    assert record is not None and record.downloads == 1
+
+
+def test_s3_redirect_needs_s3_storage(tmp_path: Path) -> None:
+    from satchel.config import check_paths, load_settings
+    from satchel.errors import ConfigError
+
+    (tmp_path / "photos").mkdir()
+    settings = load_settings(s3_redirect=True, photos=tmp_path / "photos", data=tmp_path / "d")
+    with pytest.raises(ConfigError, match="--s3-redirect needs --storage"):
+        check_paths(settings)

@@ -27,13 +27,14 @@ from satchel.errors import (
 )
 from satchel.files.intake import ChunkBody
 from satchel.files.rules import ID_RE, Retention, StoredFile, describe, media_type, retention
+from satchel.files.service import FileStore
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
 from satchel.http.keys import CHECKS, DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.limits import upload_shaping
 from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
-from satchel.storage.base import Reader
+from satchel.storage.base import Presigning, Reader
 
 log = logging.getLogger("satchel.files")
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
@@ -221,6 +222,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     )
     if not plan.parts:
         return await plan.headers_only(request)
+    redirect = request.app[SETTINGS].s3_redirect and isinstance(store.storage, Presigning)
+    if redirect and record.max_downloads is None:  # a limited file is sent here: exact count
+        return await _redirect(request, store, record, plan)
     file = await store.open(record)  # before the headers: a missing file is still a 404
     try:
         if not plan.reaches(record.size):
@@ -239,6 +243,25 @@ async def download(request: web.Request) -> web.StreamResponse:
     finally:
         await asyncio.shield(blocking(file.close))
     return plan.response
+
+
+PRESIGNED_SECONDS = 300
+
+
+async def _redirect(
+    request: web.Request, store: FileStore, record: StoredFile, plan: Plan
+) -> web.StreamResponse:
+    """302 to a presigned URL of the object, which serves it (and its ranges) by itself:
+    counted as a download when it asks for the whole file, as a sent one is."""
+    assert isinstance(store.storage, Presigning)
+    disposition = content_disposition(record.name)
+    url = await blocking(
+        store.storage.presign, record.id, disposition, record.content_type, PRESIGNED_SECONDS
+    )
+    if plan.reaches(record.size):
+        await store.end_download(record, completed=True)
+        request.app[CHECKS].forget(record.id)
+    return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
 
 
 async def _send(request: web.Request, plan: Plan, file: Reader) -> bool:

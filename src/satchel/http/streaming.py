@@ -169,12 +169,16 @@ class ResponseSink:
 
     async def _copy(self, reader: Reader, offset: int, count: int) -> int:
         """By reads, the next read under way while a chunk is written: a reader over a
-        network (S3) fetches while the socket sends. No read outlives the call."""
+        network (S3) fetches while the socket sends. No read outlives the call. The
+        reads of all copies at once share ``COPY_BUDGET``: 200 downloads from S3 read
+        smaller chunks than one does, so memory stays bounded."""
         end, start = offset + count, offset
 
         def read_at(at: int) -> asyncio.Future[bytes]:
-            return asyncio.ensure_future(blocking(reader.read, at, min(self._chunk_size, end - at)))
+            size = min(_copy_chunk(self._chunk_size), end - at)
+            return asyncio.ensure_future(blocking(reader.read, at, size))
 
+        _copying[0] += 1
         pending: asyncio.Future[bytes] | None = read_at(offset)
         try:
             while pending is not None:
@@ -187,10 +191,22 @@ class ResponseSink:
                     pending = read_at(offset)
                 await self.write(data)
         finally:
+            _copying[0] -= 1
             if pending is not None and not pending.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(pending)
         return offset - start
+
+
+COPY_BUDGET = 32 * 1024 * 1024  # bytes in reads and writes of all copies of a process
+MIN_COPY_CHUNK = 64 * 1024
+_copying = [0]  # copies running in this process
+
+
+def _copy_chunk(chunk_size: int) -> int:
+    """A copy's read size: its share of the budget (two chunks each: one read, one
+    written), between 64 KiB and ``--chunk-size``."""
+    return max(MIN_COPY_CHUNK, min(chunk_size, COPY_BUDGET // (2 * max(1, _copying[0]))))
 
 
 Parts = Sequence[bytes | tuple[int, int]]

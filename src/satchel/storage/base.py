@@ -8,6 +8,7 @@ blocks: async code calls them through ``satchel.blocking``.
 What a backend may or may not do is a separate capability, checked with ``isinstance``:
 - :class:`ZeroCopy`: a reader that can hand a file descriptor to ``sendfile``. A reader
   without it is streamed by reads.
+- :class:`Presigning`: a storage that can hand out a URL serving a file by itself.
 - :class:`StoredCrc`, :class:`FetchAhead`: folder members with a CRC-32 kept beside them,
   and folders whose members are worth opening ahead (S3).
 - :class:`UploadLocks`: one writer per upload across processes (``flock`` locally). A
@@ -193,6 +194,16 @@ class Storage(Protocol):
 
     def remove_upload(self, key: str) -> None:
         """Idempotent."""
+        ...
+
+
+@runtime_checkable
+class Presigning(Protocol):
+    """A capability of a :class:`Storage`: a URL that serves a stored file by itself for
+    a while (an S3 presigned GET), for deployments whose bytes bypass Satchel."""
+
+    def presign(self, file_id: str, disposition: str, content_type: str, seconds: int) -> str:
+        """The URL, answering with these ``Content-Disposition`` and ``Content-Type``."""
         ...
 
 

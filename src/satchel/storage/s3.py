@@ -88,7 +88,7 @@ def connect(endpoint: str | None) -> S3Client:
         # Satchel sends the checksums it computes anyway; boto3 would hash every part again
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        max_pool_connections=64,
+        max_pool_connections=256,  # a connection for each of hundreds of streams
         retries={"mode": "standard", "max_attempts": 4},
         tcp_keepalive=True,
         connect_timeout=10,
@@ -417,6 +417,19 @@ class S3Storage:
 
     def open(self, file_id: str) -> S3Reader:
         return S3Reader(self.client, self.location.bucket, self.location.key("files", file_id))
+
+    def presign(self, file_id: str, disposition: str, content_type: str, seconds: int) -> str:
+        """A presigned GET (SigV4; Range works on it as on any GET)."""
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.location.bucket,
+                "Key": self.location.key("files", file_id),
+                "ResponseContentDisposition": disposition,
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=seconds,
+        )
 
     def remove(self, file_id: str) -> None:
         self.client.delete_object(
