@@ -10,13 +10,16 @@ them in threads, as for local files. Under the location's prefix:
   ``sweep_temp`` once their last sign of life (``tmp/<id>``, touched while bytes come)
   is older than the cutoff.
 - ``tus/<key>/upload``: a resumable upload's multipart upload id and stored file id. Its
-  multipart upload targets ``files/<file id>`` itself, so finishing it copies nothing.
+  multipart upload targets ``files/<file id>`` itself, so finishing it copies nothing;
+  ``tus-files/<file id>`` marks that multipart upload as one the sweep leaves alone.
   Part *n* always holds the bytes ``[(n-1)·P, n·P)`` (P: the part size), written when
   full; the bytes after the last full part live in ``tus/<key>/tail/<end>``, written by
   ``keep(end)``. A tail is only ever added, and the others are dropped when an append
   opens at one of them: so whatever ``end`` the database acknowledged last (a crash may
   fall between the tail and the record), its tail is still there, and the parts before
   it were written by earlier, acknowledged appends. Parts past it are simply not used.
+  The ETag of each part's last upload is kept in ``tus/<key>/part/<n>``: a server may
+  list every upload of a part number (SeaweedFS does).
 - An upload is *sealed* (its last part uploaded, CompleteMultipartUpload) when it is
   read, joined or finished; after that it takes no more bytes.
 """

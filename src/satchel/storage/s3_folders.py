@@ -157,14 +157,14 @@ class S3Folders:
         assert isinstance(incoming, S3Incoming)
         key = self.location.key(*path)
         for depth in range(1, len(path)):
-            if self._exists(self.location.key(*path[:depth])):
+            if self._storage.exists(self.location.key(*path[:depth])):
                 raise Conflict(f"{'/'.join(path[:depth])} is a file, not a folder")
         listing = self.client.list_objects_v2(
             Bucket=self.location.bucket, Prefix=key + "/", MaxKeys=1
         )
         if listing.get("KeyCount", 0):
             raise Conflict(f"{'/'.join(path)} is a folder")
-        existed = self._exists(key)
+        existed = self._storage.exists(key)
         self._storage.commit(incoming)
         try:
             self.client.copy(
@@ -181,16 +181,13 @@ class S3Folders:
 
     def remove(self, path: Sequence[str]) -> bool:
         key = self.location.key(*path)
-        if not self._exists(key):
+        if not self._storage.exists(key):
             return False
         self.client.delete_object(Bucket=self.location.bucket, Key=key)
         return True
 
     def free_bytes(self) -> int:
         return self._storage.free_bytes()
-
-    def _exists(self, key: str) -> bool:
-        return self._storage.exists(key)
 
 
 def _unsafe(name: str, names: set[str]) -> str | None:
