@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from satchel.throttle import MIN_WAIT, Limiter
@@ -23,13 +23,12 @@ log = logging.getLogger("satchel.throttle")
 
 IDLE_MS = 60_000  # a bucket nobody took from for this long is dropped by Redis
 
-# KEYS[1]: the bucket. ARGV: rate, capacity, first (a new bucket's tokens), want, need
-# (the least worth granting), idle ms. Returns {granted, seconds to wait (a string:
-# Redis turns Lua numbers into integers)}: all of up to ``want`` when ``need`` is
-# there, else nothing and how long until it is.
+# KEYS[1]: the bucket. ARGV: rate, capacity, first (a new bucket's tokens), want, idle
+# ms. Returns {granted, seconds to wait (a string: Redis turns Lua numbers into
+# integers)}: ``want`` if the bucket holds it, else nothing and how long until it does.
 _TAKE = """
 local rate, capacity, first = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local want, need, idle = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local want, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
@@ -42,11 +41,11 @@ if now > stamp then
   stamp = now
 end
 local granted, wait = 0, 0
-if tokens >= need then
-  granted = math.min(want, math.floor(tokens))
-  tokens = tokens - granted
+if tokens >= want then
+  granted = want
+  tokens = tokens - want
 else
-  wait = (need - tokens) / rate
+  wait = (want - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(stamp))
 redis.call('PEXPIRE', KEYS[1], idle)
@@ -71,12 +70,12 @@ class RedisBuckets:
         self._complained = 0.0
 
     async def take(
-        self, key: str, rate: float, capacity: float, first: float, want: int, need: int
+        self, key: str, rate: float, capacity: float, first: float, want: int
     ) -> tuple[int, float]:
         """Bytes granted (all of ``want``, or none), and seconds to wait if none."""
         try:
             granted, wait = await self._take(
-                keys=[key], args=[rate, capacity, first, want, need, IDLE_MS]
+                keys=[key], args=[rate, capacity, first, want, IDLE_MS]
             )
         except self._failures as exc:
             raise Unreachable(str(exc)) from exc
@@ -104,10 +103,8 @@ class LeasedLimiter(Limiter):
         burst: float = 0,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        kwargs = {} if sleep is None else {"sleep": sleep}
-        super().__init__(rate, burst, shared=True, clock=clock, **kwargs)
+        super().__init__(rate, burst, shared=True, clock=clock)
         self._buckets = buckets
         self.key = key
         self._leased = 0  # bytes leased from Redis, not yet handed out (given back)
@@ -120,7 +117,7 @@ class LeasedLimiter(Limiter):
                 try:
                     granted, wait = await self._buckets.take(
                         self.key, self.bucket.rate, self.bucket.capacity, self._first,
-                        need - self._leased, need - self._leased,
+                        need - self._leased,
                     )  # fmt: skip
                 except Unreachable as exc:
                     self._buckets.complain(exc)
