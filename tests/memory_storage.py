@@ -103,6 +103,9 @@ class MemoryStorage:
     def free_bytes(self) -> int:
         return self.free
 
+    def check(self) -> None:
+        pass  # memory is always writable
+
     def create_upload(self, key: str, file_id: str) -> None:
         self.uploads[key] = bytearray()
 

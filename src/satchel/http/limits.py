@@ -14,7 +14,7 @@ from satchel.numbers import parse_int
 from satchel.peers import client_address
 from satchel.throttle import Shaper
 
-UNCOUNTED = frozenset({"/healthz", "/favicon.ico"})
+UNCOUNTED = frozenset({"/healthz", "/readyz", "/favicon.ico"})
 
 
 def limited(handler: Handler) -> Handler:

@@ -1,11 +1,15 @@
-"""The index page, favicon and health check."""
+"""The index page, favicon, liveness (/healthz) and readiness (/readyz)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 from sqlalchemy import text
 
-from satchel.http.keys import ENGINE, INDEX_HTML, OPENAPI_JSON, PAGE_JS
+from satchel.blocking import blocking
+from satchel.errors import InsufficientStorage
+from satchel.http.keys import ENGINE, FILESTORE, INDEX_HTML, OPENAPI_JSON, PAGE_JS
 
 
 async def index(request: web.Request) -> web.Response:
@@ -29,6 +33,44 @@ async def healthz(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
         await conn.execute(text("SELECT 1"))
     return web.json_response({"status": "ok"})
+
+
+READY_TIMEOUT = 5.0  # seconds each readiness check may take
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Whether this instance should get traffic: the database answers, the storage can
+    be written, and free space is above the reserve. 503 with what failed, otherwise."""
+    store = request.app[FILESTORE]
+
+    async def database() -> None:
+        async with request.app[ENGINE].connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def storage() -> None:
+        await blocking(store.storage.check)
+
+    async def space() -> None:
+        await store.space.admit(0)
+
+    checks: dict[str, str] = {}
+    for name, check in (("database", database), ("storage", storage), ("space", space)):
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await check()
+            checks[name] = "ok"
+        except InsufficientStorage:
+            checks[name] = "free space is below --disk-reserve"
+        except TimeoutError:
+            checks[name] = f"no answer in {READY_TIMEOUT:g} s"
+        except Exception as exc:
+            checks[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    ready = all(result == "ok" for result in checks.values())
+    return web.json_response(
+        {"ready": ready, "checks": checks},
+        status=200 if ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ def setup_routes(app: web.Application, *, per_client: bool) -> None:
     app.router.add_get("/satchel.js", h(pages.script))
     app.router.add_get("/favicon.ico", h(pages.favicon))
     app.router.add_get("/healthz", h(pages.healthz))
+    app.router.add_get("/readyz", h(pages.readyz))
     app.router.add_get("/openapi.json", h(pages.openapi))
     app.router.add_get("/archive/{folder}/", h(archive.archive))
     app.router.add_get("/archive/{folder}", h(archive.archive))

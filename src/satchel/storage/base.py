@@ -168,6 +168,11 @@ class Storage(Protocol):
 
     def free_bytes(self) -> int: ...
 
+    def check(self) -> None:
+        """Raise if bytes cannot be written now (a folder gone read-only, a bucket out of
+        reach): what /readyz asks."""
+        ...
+
     def create_upload(self, key: str, file_id: str) -> None:
         """An empty upload, durably, which will become the stored file ``file_id``."""
         ...

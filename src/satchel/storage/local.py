@@ -223,6 +223,11 @@ class LocalStorage:
     def free_bytes(self) -> int:
         return free_bytes(self.root)
 
+    def check(self) -> None:
+        for directory in (self.root, self.tmp, self.uploads):
+            if not os.access(directory, os.W_OK | os.X_OK):
+                raise PermissionError(f"{directory} is not writable")
+
     # -- resumable uploads -------------------------------------------------------------
 
     def create_upload(self, key: str, file_id: str) -> None:

@@ -358,7 +358,7 @@ class S3Storage:
         self._sealing = threading.Lock()
 
     def check(self) -> None:
-        """Fail now, with what is wrong, if the bucket cannot be reached."""
+        """Fail, with what is wrong, if the bucket cannot be reached."""
         self.client.head_bucket(Bucket=self.location.bucket)
 
     # -- keys and small objects --------------------------------------------------------
