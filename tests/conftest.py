@@ -173,7 +173,7 @@ S3_BUCKET = os.environ.get("SATCHEL_TEST_S3_BUCKET", "satchel-test")
 @pytest.fixture(scope="session")
 def s3_client() -> Any:
     """A client of the S3 server the tests use (SeaweedFS, started by .ci/run with
-    ../shared/s3/s3-server-setup.sh; its settings come from the AWS environment)."""
+    .ci/s3-server-setup.sh; its settings come from the AWS environment)."""
     if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_ENDPOINT_URL_S3"):
         reason = "no S3 server configured (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID)"
         if IN_CI:

@@ -46,7 +46,7 @@ from satchel.storage.base import Folders, Storage, UploadLocks
 from satchel.storage.folders import LocalFolders
 from satchel.storage.local import LocalStorage
 from satchel.storage.locks import FileLocks, Locks, Threaded
-from satchel.throttle import Throttle
+from satchel.throttle import Rates, Throttle
 from satchel.tus.service import TusStore
 from satchel.zipstream import Limits
 
@@ -65,7 +65,7 @@ def create_app(
     rates = settings.rates()
     app = web.Application()
     app[SETTINGS] = settings
-    app[THROTTLE] = _throttle(app, settings)
+    app[THROTTLE] = _throttle(app, settings.limits_redis, rates)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)
 
     reserve = settings.disk_reserve
@@ -126,15 +126,14 @@ def create_app(
     return app
 
 
-def _throttle(app: web.Application, settings: Settings) -> Throttle:
+def _throttle(app: web.Application, redis_url: str | None, rates: Rates) -> Throttle:
     """Speed limits: a client's and the total shared by every instance through Redis
     with --limits-redis, else by this process."""
-    rates = settings.rates()
-    if settings.limits_redis is None:
+    if redis_url is None:
         return Throttle(rates)
     from satchel.shared_limits import LeasedLimiter, RedisBuckets
 
-    buckets = RedisBuckets(settings.limits_redis)
+    buckets = RedisBuckets(redis_url)
 
     async def close(_app: web.Application) -> None:
         await buckets.close()

@@ -133,11 +133,11 @@ def _photos(value: Any) -> Path | S3Location:
     return Path(value)
 
 
-def _storage_url(value: Any) -> str | None:
+def _storage(value: Any) -> S3Location | None:
     """Where stored files and resumable uploads live: None for --data, or s3://B/P."""
     if value in (None, ""):
         return None
-    return str(S3Location.parse(str(value)))
+    return S3Location.parse(str(value))
 
 
 def _redis_url(value: Any) -> str | None:
@@ -175,7 +175,7 @@ class Settings:
     data: Path = _setting(Path("data"), _path)
     db: str | None = _setting(None, _db_url, secret=True)
     # Stored files and resumable uploads in an S3 bucket instead of --data/files
-    storage: str | None = _setting(None, _storage_url)
+    storage: S3Location | None = _setting(None, _storage)
     s3_endpoint: str | None = _setting(None, _http_url)  # default: the AWS chain, or AWS
     s3_part_size: int = _setting(8 * MiB, _number(int, ge=5 * MiB, le=5 * 1024**3, size=True))
     s3_redirect: bool = _setting(False, _flag)  # downloads answered by a presigned URL

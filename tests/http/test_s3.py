@@ -34,8 +34,8 @@ async def on_s3(make_app_client: ClientFactory, s3_url: str) -> TestClient[Any, 
 def prefix_of(client: TestClient[Any, Any]) -> str:
     from satchel.http.keys import SETTINGS
 
-    storage: str = client.app[SETTINGS].storage
-    return storage.split("/", 3)[3]
+    prefix: str = client.app[SETTINGS].storage.prefix
+    return prefix
 
 
 def multipart_uploads(s3_client: Any, prefix: str) -> list[str]:

@@ -222,9 +222,10 @@ async def download(request: web.Request) -> web.StreamResponse:
     )
     if not plan.parts:
         return await plan.headers_only(request)
-    redirect = request.app[SETTINGS].s3_redirect and isinstance(store.storage, Presigning)
-    if redirect and record.max_downloads is None:  # a limited file is sent here: exact count
-        return await _redirect(request, store, record, plan)
+    storage = store.storage
+    redirect = request.app[SETTINGS].s3_redirect and record.max_downloads is None
+    if redirect and isinstance(storage, Presigning):  # Max-Downloads: sent, counted exactly
+        return await _redirect(request, store, storage, record, plan)
     file = await store.open(record)  # before the headers: a missing file is still a 404
     try:
         if not plan.reaches(record.size):
@@ -249,14 +250,13 @@ PRESIGNED_SECONDS = 300
 
 
 async def _redirect(
-    request: web.Request, store: FileStore, record: StoredFile, plan: Plan
+    request: web.Request, store: FileStore, storage: Presigning, record: StoredFile, plan: Plan
 ) -> web.StreamResponse:
     """302 to a presigned URL of the object, which serves it (and its ranges) by itself:
     counted as a download when it asks for the whole file, as a sent one is."""
-    assert isinstance(store.storage, Presigning)
     disposition = content_disposition(record.name)
     url = await blocking(
-        store.storage.presign, record.id, disposition, record.content_type, PRESIGNED_SECONDS
+        storage.presign, record.id, disposition, record.content_type, PRESIGNED_SECONDS
     )
     if plan.reaches(record.size):
         await store.end_download(record, completed=True)

@@ -55,28 +55,24 @@ class PgLocks:
             raise Locked(retry_after=1)
 
         async def release() -> None:
-            try:
-                await asyncio.shield(self._ask("pg_advisory_unlock", key))
-            except Exception:  # the connection is gone, and the lock with it
-                log.exception("Could not release the lock of upload %s", key)
-            finally:
-                self._held.discard(key)
+            await asyncio.shield(self._unlock(key))
 
         return release
+
+    async def _unlock(self, key: str) -> None:
+        try:
+            await self._ask("pg_advisory_unlock", key)
+        except Exception:  # the connection is gone, and the lock with it
+            log.exception("Could not release the lock of upload %s", key)
+        finally:
+            self._held.discard(key)
 
     def _give_back(self, key: str, call: asyncio.Future[bool]) -> None:
         """The lock a cancelled caller took, released as soon as it is known."""
         if call.cancelled() or call.exception() is not None or not call.result():
             self._held.discard(key)
             return
-
-        async def unlock() -> None:
-            try:
-                await self._ask("pg_advisory_unlock", key)
-            finally:
-                self._held.discard(key)
-
-        task = asyncio.ensure_future(unlock())
+        task = asyncio.ensure_future(self._unlock(key))
         self._undoing.add(task)
         task.add_done_callback(self._undoing.discard)
 

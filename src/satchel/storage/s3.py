@@ -100,9 +100,9 @@ def connect(endpoint: str | None) -> S3Client:
     return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
 
 
-def open_s3(url: str, endpoint: str | None, part_size: int = PART) -> S3Storage:
-    """The storage at ``s3://BUCKET/PREFIX``, through ``endpoint`` or the AWS chain's."""
-    return S3Storage(connect(endpoint), S3Location.parse(url), part_size)
+def open_s3(location: S3Location, endpoint: str | None, part_size: int = PART) -> S3Storage:
+    """The storage at ``location``, through ``endpoint`` or the AWS chain's."""
+    return S3Storage(connect(endpoint), location, part_size)
 
 
 def missing(exc: BaseException) -> bool:
@@ -347,7 +347,7 @@ class S3Appending:
 
 class S3Storage:
     """:class:`satchel.storage.base.Storage` in an S3 bucket. It does not lock uploads:
-    the caller pairs it with a lock (``UploadLocks``) that its instances share."""
+    ``app.upload_locks`` pairs it with locks its instances share (PostgreSQL's)."""
 
     def __init__(self, client: S3Client, location: S3Location, part_size: int = PART) -> None:
         if part_size < MIN_PART:
