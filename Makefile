@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/files_bench.py
 	$(PY) bench/throttle_bench.py
 	$(PY) bench/s3_bench.py
+	$(PY) bench/metrics_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

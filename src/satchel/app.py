@@ -18,16 +18,19 @@ from satchel.blocking import blocking
 from satchel.config import Settings
 from satchel.files.service import FileStore, UploadLimits
 from satchel.http.checks import CheckCache
+from satchel.http.drain import Drain
 from satchel.http.keys import (
     ARCHIVES,
     CHECKS,
     DELETE_HTML,
+    DRAIN,
     ENGINE,
     FILESTORE,
     INDEX_HTML,
     OPENAPI_JSON,
     PAGE_JS,
     SETTINGS,
+    TALLIES,
     THROTTLE,
     TRUSTED_PROXIES,
     TUSSTORE,
@@ -40,6 +43,7 @@ from satchel.metadata.files import SqlFileRepo
 from satchel.metadata.leases import SqlLeases
 from satchel.metadata.locks import PgLocks
 from satchel.metadata.tus import SqlUploadRepo
+from satchel.metrics import Tallies
 from satchel.peers import parse_networks
 from satchel.space import Ballast, Space
 from satchel.storage.base import Folders, Storage, UploadLocks
@@ -67,6 +71,13 @@ def create_app(
     app[SETTINGS] = settings
     app[THROTTLE] = _throttle(app, settings.limits_redis, rates)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)
+    app[DRAIN] = drain = Drain()
+    app[TALLIES] = tallies = Tallies()
+
+    async def drained(_app: web.Application) -> None:  # after SIGTERM, before cleanup
+        await drain.wait(settings.drain_timeout)
+
+    app.on_shutdown.append(drained)
 
     reserve = settings.disk_reserve
 
@@ -122,7 +133,9 @@ def create_app(
             await engine.dispose()
 
     app.cleanup_ctx.append(resources_ctx)
-    setup_routes(app, per_client=rates.per_client)
+    if settings.metrics:
+        app.cleanup_ctx.append(lambda _app: _flushing(tallies))
+    setup_routes(app, per_client=rates.per_client, metrics=settings.metrics)
     return app
 
 
@@ -205,6 +218,22 @@ async def _purge_every(
             await store.space.refill()
         except Exception:
             log.exception("Purging expired files failed; trying again in %g s", seconds)
+
+
+async def _flushing(tallies: Tallies) -> AsyncIterator[None]:
+    """Hand the request counts to the metrics once a second, and at the end."""
+
+    async def every_second() -> None:
+        while True:
+            await asyncio.sleep(1)
+            tallies.flush()
+
+    task = asyncio.create_task(every_second())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    tallies.flush()
 
 
 def _read_page(name: str) -> bytes:

@@ -183,10 +183,15 @@ class Settings:
     chunk_size: int = _setting(MiB, _number(int, ge=4096, le=64 * MiB, size=True))
     verbose: bool = _setting(False, _flag)
     access_log: bool = _setting(True, _flag)
+    log_format: str = _setting("text", _choice("text", "json"))
+    log_file: Path | None = _setting(None, _optional_path)  # reopened on SIGHUP
     workers: int = _setting(1, _number(int, ge=1, le=64))
     sendfile: bool = _setting(True, _flag)
     send_timeout: float = _setting(60.0, _number(float, gt=0, le=3600))
     event_loop: str = _setting("auto", _choice("auto", "asyncio", "uvloop"))
+    metrics: bool = _setting(True, _flag)  # GET /metrics and the per-request counting
+    # SIGTERM: transfers in progress have this long to finish before they are cut
+    drain_timeout: float = _setting(30.0, _number(float, ge=0, le=3600))
     # File storage with links
     public_url: str | None = _setting(None, _http_url)  # default: the request's origin
     upload_token: tuple[str, ...] = _setting((), _list, secret=True)

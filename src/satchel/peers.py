@@ -54,6 +54,12 @@ def _forwarded_for(value: str) -> list[str]:
     return nodes
 
 
+def is_trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
+    """Whether the peer is one of the trusted proxies."""
+    hop = _address(peer or "") if trusted else None
+    return hop is not None and any(hop in net for net in trusted)
+
+
 def client_address(
     peer: str | None,
     headers: Mapping[str, str],

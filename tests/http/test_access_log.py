@@ -14,7 +14,8 @@ from tests.helpers import raw_get
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO satchel\.access: (?P<client>\S+) "
     r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<bytes>\d+) '
-    r'"(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)" (?P<took>\d+\.\d{6})s$'
+    r'"(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)" (?P<took>\d+\.\d{6})s '
+    r"\[(?P<id>[0-9a-f]{12}-[0-9a-f]+)\]$"
 )
 
 

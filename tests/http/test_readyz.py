@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
+from satchel.http.keys import DRAIN
 from tests.conftest import _pg_admin
 
 from .conftest import ClientFactory
@@ -15,7 +17,8 @@ async def test_a_healthy_instance_is_ready(make_app_client: ClientFactory) -> No
     resp = await client.get("/readyz")
     assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"
     body = await resp.json()
-    assert body == {"ready": True, "checks": {"database": "ok", "storage": "ok", "space": "ok"}}
+    checks = {"draining": "ok", "database": "ok", "storage": "ok", "space": "ok"}
+    assert body == {"ready": True, "checks": checks}
     assert (await client.head("/readyz")).status == 200
 
 
@@ -46,3 +49,25 @@ async def test_a_database_gone_is_not_ready(make_app_client: ClientFactory, pg_u
     assert resp.status == 503
     body = await resp.json()
     assert body["checks"]["database"] != "ok" and body["checks"]["storage"] == "ok"
+
+
+async def test_a_draining_instance_is_not_ready(make_app_client: ClientFactory) -> None:
+    """Between SIGTERM and the end of the transfers, on a connection still open."""
+    client = await make_app_client()
+    drain, release = client.app[DRAIN], asyncio.Event()
+
+    async def transfer() -> None:
+        with drain.running():
+            await release.wait()
+
+    running = asyncio.create_task(transfer())
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(drain.wait(30))
+    await asyncio.sleep(0)
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert (await resp.json())["checks"]["draining"] == "shutting down after SIGTERM"
+    assert "satchel_draining 1.0" in await (await client.get("/metrics")).text()
+    release.set()
+    await asyncio.wait_for(waiting, 5)
+    await running

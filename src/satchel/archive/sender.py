@@ -208,6 +208,11 @@ class ArchiveSender:
         self._crcs[index] = crc
         return crc
 
+    @property
+    def cache_hits(self) -> int:
+        """Members whose CRC came from ``known``; ``computed`` holds the others."""
+        return len(self._crcs) - len(self.computed)
+
     def _look_ahead(self, index: int) -> None:
         """Start CRCs of the next entries whose headers the range reaches; open the next
         members ahead where they come over a network."""

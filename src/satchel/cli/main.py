@@ -9,13 +9,17 @@ import faulthandler
 import io
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from satchel import __version__
 from satchel.config import Settings, check_paths, load_settings
 from satchel.errors import ConfigError
+from satchel.http.drain import GRACE
 
 log = logging.getLogger("satchel")
 
@@ -69,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-access-log", dest="access_log", action="store_const", const=False,
         help="no line per request (for very high request rates)",
+    )  # fmt: skip
+    serve.add_argument("--log-format", choices=["text", "json"], help="log lines (text)")
+    serve.add_argument(
+        "--log-file", metavar="PATH", help="log here, not to stderr; reopened on SIGHUP"
+    )
+    serve.add_argument(
+        "--no-metrics", dest="metrics", action="store_const", const=False,
+        help="no GET /metrics and no per-request counting",
+    )  # fmt: skip
+    serve.add_argument(
+        "--drain-timeout", type=float, metavar="SECONDS",
+        help="on SIGTERM, transfers in progress have this long to finish (30)",
     )  # fmt: skip
     serve.add_argument(
         "--no-sendfile", dest="sendfile", action="store_const", const=False, help="never sendfile"
@@ -360,10 +377,12 @@ def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if settings.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
+    from satchel import logs
+
+    logs.setup(
+        verbose=settings.verbose,
+        json_lines=settings.log_format == "json",
+        log_file=settings.log_file,
     )
     for noisy in ("sqlalchemy", "alembic", "asyncio", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -386,7 +405,8 @@ def _serve(
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
     sock: socket.socket | None = None,
 ) -> None:
-    """Serve on ``sock``, or (a worker of several) on a socket of its own."""
+    """Serve on ``sock``, or (a worker of several) on a socket of its own, until
+    SIGTERM (or, but for a worker, SIGINT) begins the drain; a second one ends it."""
     from satchel.app import create_app
     from satchel.http.accesslog import access_log_class
     from satchel.http.body import SERVER_OPTIONS
@@ -396,6 +416,10 @@ def _serve(
     loop = loop_factory()
     asyncio.set_event_loop(loop)
     _install_stack_dumps(loop)
+    for signum in (signal.SIGTERM,) if settings.workers > 1 else (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _graceful_exit, signum)
+    if settings.log_file is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reopen_log, settings.log_file)
     log.info(
         "Satchel %s: photos %s, database %s, loop %s, sendfile %s",
         __version__,
@@ -408,12 +432,31 @@ def _serve(
     web.run_app(
         app,
         sock=sock or _listen(settings),
-        access_log_class=access_log_class(app[TRUSTED_PROXIES], settings.proxy_header),
+        access_log_class=access_log_class(
+            app[TRUSTED_PROXIES], settings.proxy_header, json_lines=settings.log_format == "json"
+        ),
         access_log=logging.getLogger("satchel.access") if settings.access_log else None,
         print=(lambda *_: None) if settings.workers > 1 else print,
         loop=loop,
+        handle_signals=False,
+        shutdown_timeout=GRACE,  # for requests that are not transfers; see Drain
         **SERVER_OPTIONS,
     )
+    log.info("Stopped")
+
+
+def _reopen_log(path: Path) -> None:
+    """SIGHUP: logrotate moved the log file away; write to a new one at its path."""
+    from satchel import logs
+
+    logs.reopen(path)
+    log.info("Reopened the log file %s", path)
+
+
+def _graceful_exit(signum: int) -> None:
+    """Leave the loop's run: aiohttp then stops listening, drains and cleans up."""
+    log.info("%s: stopping", signal.Signals(signum).name)
+    raise web.GracefulExit()
 
 
 def _install_stack_dumps(loop: asyncio.AbstractEventLoop) -> None:
@@ -430,6 +473,7 @@ def _install_stack_dumps(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _worker(settings: Settings) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent hands it on as SIGTERM
     _die_with_parent()
     _setup_logging(settings)
     _serve(settings, _loop_factory(settings))
@@ -461,29 +505,68 @@ def _die_with_parent() -> None:
 
 
 def _serve_many(settings: Settings) -> int:
+    """Start the workers, hand them SIGTERM (or SIGINT) to drain, and wait for them.
+
+    A second signal kills them. With metrics, the workers count into files in a
+    folder of their own (prometheus-client's multiprocess mode), removed at the end.
+    """
+    folder = tempfile.mkdtemp(prefix="satchel-metrics-") if settings.metrics else None
+    if folder is not None:  # the workers' prometheus-client reads it as it is imported
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     ctx = multiprocessing.get_context("spawn")
     workers: list[Any] = [
         ctx.Process(target=_worker, args=(settings,), name=f"satchel-{n}")
         for n in range(settings.workers)
     ]
+    signals = 0
 
     def stop(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # leave the join below and stop the workers
+        nonlocal signals
+        signals += 1
+        for w in workers:
+            if w.is_alive():
+                os.kill(w.pid, signal.SIGTERM if signals == 1 else signal.SIGKILL)
+
+    def reopen(_signum: int, _frame: object) -> None:
+        if settings.log_file is None:
+            return  # nothing to reopen; a worker's SIGHUP would stop it
+        _reopen_log(settings.log_file)
+        for w in workers:
+            if w.is_alive():
+                os.kill(w.pid, signal.SIGHUP)
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reopen)
     for w in workers:
         w.start()
     url = f"http://{settings.host}:{settings.port}"
     print(f"======== Running on {url} ({settings.workers} workers) ========")
     try:
-        for w in workers:
-            w.join()
-    except KeyboardInterrupt:
-        pass
+        for pid in _reaped(workers, settings.drain_timeout + 2 * GRACE + 10, lambda: signals > 0):
+            if folder is not None:  # its in-progress gauges no longer count
+                from prometheus_client.multiprocess import mark_process_dead
+
+                mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
     finally:
-        for w in workers:
-            if w.is_alive():
-                w.terminate()
-        for w in workers:
-            w.join(10)
-    return 0
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0 if signals else 1
+
+
+def _reaped(workers: list[Any], deadline: float, stopping: Callable[[], bool]) -> Iterator[int]:
+    """The pid of each worker as it exits; those still running ``deadline`` s after a
+    signal asked them to stop are killed. A worker that dies on its own leaves the
+    others serving."""
+    running = {w.sentinel: w for w in workers}
+    asked: float | None = None
+    while running:
+        if asked is None and stopping():
+            asked = time.monotonic()
+        if asked is not None and time.monotonic() > asked + deadline:
+            for w in running.values():
+                w.kill()
+        for sentinel in multiprocessing.connection.wait(list(running), timeout=1.0):
+            gone = running.pop(sentinel)
+            gone.join()
+            yield gone.pid

@@ -36,6 +36,7 @@ class ChunkBody:
         self._chunks = chunks
         self.declared = declared
         self._left = memoryview(b"")
+        self.received = 0  # bytes read so far
 
     async def ready(self) -> None:
         if not self._left:
@@ -46,6 +47,7 @@ class ChunkBody:
         n = min(len(view), len(self._left))
         view[:n] = self._left[:n]
         self._left = self._left[n:]
+        self.received += n
         return n
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from satchel import metrics
 from satchel.blocking import blocking, taken
 from satchel.errors import (
     DigestMismatch,
@@ -166,6 +167,7 @@ class FileStore:
     async def _insert(self, record: StoredFile, delete_token: str) -> None:
         """The last step of a store: after it, the file is visible."""
         await self.repo.insert(record, token_digest(delete_token))
+        metrics.FILES_STORED.inc()
         log.info(
             "Stored %s (%d bytes, sha256 %s) as %s",
             record.name,
@@ -269,6 +271,7 @@ class FileStore:
             return False
         await blocking(self.storage.remove, file_id)
         await self.space.freeing(lambda: self.repo.delete(file_id, digest))
+        metrics.FILES_DELETED.inc()
         return True
 
     # -- housekeeping ----------------------------------------------------------------
@@ -281,6 +284,7 @@ class FileStore:
         stale = time.time() - 2 * self.limits.read_timeout - 60
         await blocking(self.storage.sweep_temp, stale)
         if ids:
+            metrics.FILES_EXPIRED.inc(len(ids))
             log.info("Purged %d expired or used-up files", len(ids))
         return len(ids)
 

@@ -13,11 +13,14 @@ layout of the other log lines, and fixes what that logger got wrong here:
   per-client limits see it), not the proxy's own;
 - quotes and control characters in the logged headers are escaped, so a client
   cannot forge a field or a line.
+
+With --log-format json a line is one JSON object, its fields named.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -27,20 +30,23 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from satchel.http.requestid import KEY as REQUEST_ID
+from satchel.logs import utc_stamp
 from satchel.peers import Network, client_address
 
 STARTED = web.RequestKey("access_log_started", float)  # perf_counter() when the handler began
 DIRECT_BYTES = web.RequestKey("access_log_direct_bytes", int)  # body bytes sent by sendfile
 
 
-def access_log_class(trusted: tuple[Network, ...], proxy_header: str) -> type[AbstractAccessLogger]:
+def access_log_class(
+    trusted: tuple[Network, ...], proxy_header: str, *, json_lines: bool = False
+) -> type[AbstractAccessLogger]:
     """The logger aiohttp is to make for each server, told who the trusted proxies are;
     it writes to standard error, where the other log lines go."""
 
-    class AccessLog(_AccessLog):
-        _trusted, _header, _fd = trusted, proxy_header, sys.stderr.fileno()
-
-    return AccessLog
+    base = _JsonAccessLog if json_lines else _AccessLog
+    fields = {"_trusted": trusted, "_header": proxy_header, "_fd": sys.stderr.fileno()}
+    return type("AccessLog", (base,), fields)
 
 
 class _AccessLog(AbstractAccessLogger):
@@ -72,10 +78,38 @@ class _AccessLog(AbstractAccessLogger):
             f'"{_quoted(target)}" '
             f"{response.status} {response.body_length + request.get(DIRECT_BYTES, 0)} "
             f'"{_quoted(referer)}" "{_quoted(headers.get("User-Agent", "-"))}" '
-            f"{took:.6f}s\n"
+            f"{took:.6f}s [{request.get(REQUEST_ID, '-')}]\n"
         )
+        self._write(line)
+
+    def _write(self, line: str) -> None:
         with contextlib.suppress(OSError):  # a full disk must not fail the request
             os.write(self._fd, line.encode())
+
+
+class _JsonAccessLog(_AccessLog):
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+        now = time.time()
+        started = request.get(STARTED)
+        headers = request.headers
+        status, sent = response.status, response.body_length + request.get(DIRECT_BYTES, 0)
+        path = _redacted(request.raw_path)
+        line = {
+            "time": utc_stamp(now),
+            "level": "INFO",
+            "logger": "satchel.access",
+            "message": f"{request.method} {path} {status}",
+            "request_id": request.get(REQUEST_ID),
+            "client": client_address(request.remote, headers, self._trusted, self._header),
+            "method": request.method,
+            "path": path,
+            "status": status,
+            "bytes": sent,
+            "duration": round(time_ if started is None else time.perf_counter() - started, 6),
+            "referer": _redacted(headers.get("Referer", "")) or None,
+            "user_agent": headers.get("User-Agent"),
+        }
+        self._write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 def _redacted(target: str) -> str:

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from satchel import metrics
 from satchel.archive.manifest import Manifest, member_path
 from satchel.archive.sender import ArchiveSender
 from satchel.blocking import blocking
@@ -21,6 +22,7 @@ from satchel.http.files import authorize_upload, base_url, send_continue
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS, THROTTLE
 from satchel.http.limits import upload_shaping
+from satchel.http.observe import transfer
 from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
 
@@ -65,9 +67,11 @@ async def _stream(request: web.Request, plan: Plan, manifest: Manifest) -> None:
         delay=settings.delay,
     )
     try:
-        await send_planned(request, plan, sink, sender.send, f"archive {folder}")
+        await send_planned(request, plan, sink, sender.send, "archive", folder)
     finally:
         await sender.close()
+        metrics.CRC_HITS.inc(sender.cache_hits)
+        metrics.CRC_MISSES.inc(len(sender.computed))
         await _remember(request, folder, sender)
 
 
@@ -91,7 +95,11 @@ async def put_member(request: web.Request) -> web.Response:
     await store.admit(request.content_length, room)
     await send_continue(request)
     digest = parse_digests(request.headers)
-    with upload_shaping(request) as shaper, request_body(request, shaper) as source:
+    with (
+        transfer(request, "member"),
+        upload_shaping(request) as shaper,
+        request_body(request, shaper, "member") as source,
+    ):
         temp = await store.receive(source, archives.folders.create, shaper=shaper, space=room)
     try:
         if digest is not None and temp.sha256 != digest:

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from satchel import metrics
 from satchel.errors import MalformedBody, UnsupportedMediaType
 from satchel.files.intake import Body, ChunkBody
 from satchel.http.keys import SETTINGS
@@ -38,22 +39,27 @@ SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 
 
 @contextlib.contextmanager
-def request_body(request: web.Request, shaper: Shaper | None) -> Iterator[Body]:
-    """The request's body as a :class:`Body`, read off the socket where that is safe.
+def request_body(request: web.Request, shaper: Shaper | None, kind: str) -> Iterator[Body]:
+    """The request's body as a :class:`Body`, read off the socket where that is safe;
+    what it brought is counted as received bytes of ``kind`` (upload, tus, member).
 
     Not for speed-limited uploads (a ``shaper``): they pay for each read before the
     next, and a read here can be a whole block.
     """
     stall = request.app[SETTINGS].read_timeout
     direct = None if shaper is not None else SocketBody.take(request, stall / 4)
+    body: ChunkBody | SocketBody
     if direct is None:
         declared = request.content_length if _coding(request) == "identity" else None
-        yield ChunkBody(body_chunks(request), declared)
-        return
+        body = ChunkBody(body_chunks(request), declared)
+    else:
+        body = direct
     try:
-        yield direct
+        yield body
     finally:
-        direct.close()
+        metrics.RECEIVED.labels(kind).inc(body.received)
+        if direct is not None:
+            direct.close()
 
 
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
@@ -108,6 +114,7 @@ class SocketBody:
         self._sock = sock
         self._pending = memoryview(b"".join(pending))  # what aiohttp had read already
         self._left = left  # what is still in the socket
+        self.received = 0
         self.declared: int | None = len(self._pending) + left
         self._progress_every = progress_every
 
@@ -151,6 +158,7 @@ class SocketBody:
             n = min(len(view), len(self._pending))
             view[:n] = self._pending[:n]
             self._pending = self._pending[n:]
+            self.received += n
             return n
         if not self._left:
             return 0
@@ -166,6 +174,7 @@ class SocketBody:
             if n == 0:
                 raise ConnectionResetError("the client closed the connection mid-body")
             self._left -= n
+            self.received += n
             return n
 
     async def _readable(self, wanted: int) -> None:

@@ -14,6 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 
+from satchel import metrics
 from satchel.errors import (
     ArchiveNotFound,
     ConnectionLost,
@@ -22,8 +23,10 @@ from satchel.errors import (
     SatchelError,
     for_status,
 )
+from satchel.http import requestid
 from satchel.http.accesslog import STARTED
 from satchel.http.body import close_if_taken
+from satchel.http.keys import TRUSTED_PROXIES
 from satchel.metadata.db import database_full
 from satchel.storage.base import disk_full
 
@@ -96,7 +99,7 @@ def render_error(
 
 def catalogued(handler: Handler) -> Handler:
     """The handler, with every error it raises answered from the catalogue; it also
-    notes when the handler began, for the access log.
+    notes when the handler began, for the access log, and gives the request its id.
 
     A wrapper per route (see routes.py) rather than a middleware: once an application
     has any middleware, aiohttp runs two more layers on every request, and /check spent
@@ -106,8 +109,9 @@ def catalogued(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def answer(request: web.Request) -> web.StreamResponse:
         request[STARTED] = time.perf_counter()
+        request_id = requestid.take(request, request.app[TRUSTED_PROXIES])
         try:
-            return await handler(request)
+            response = await handler(request)
         except SatchelError as exc:
             error = exc
         except (HttpProcessingError, RequestPayloadError) as exc:  # broken coding or framing
@@ -117,6 +121,7 @@ def catalogued(handler: Handler) -> Handler:
             error = ConnectionLost()
         except web.HTTPException as exc:  # raised inside aiohttp, e.g. by request.post()
             if exc.status < 400:
+                exc.headers[requestid.HEADER] = request_id
                 raise
             error = for_status(exc.status)(f"{exc.reason}.")
         except Exception as exc:
@@ -128,8 +133,16 @@ def catalogued(handler: Handler) -> Handler:
             else:
                 log.exception("%s %s failed", request.method, request.path)
                 error = SatchelError("The server failed; the cause is in its log.")
+        else:
+            if not response.prepared:  # a streamed answer's headers have it: see plan_body
+                response.headers[requestid.HEADER] = request_id
+            return response
+        if error.status in metrics.REFUSALS:
+            metrics.REFUSED.labels(str(error.status), error.code).inc()
+        headers = _headers(error)
+        headers[requestid.HEADER] = request_id
         return render_error(
-            request, error.status, error.code, error.message, error=error, headers=_headers(error)
+            request, error.status, error.code, error.message, error=error, headers=headers
         )
 
     return answer

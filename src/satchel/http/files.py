@@ -15,6 +15,7 @@ from email.policy import default as email_policy
 
 from aiohttp import BodyPartReader, web
 
+from satchel import metrics
 from satchel.blocking import blocking
 from satchel.digests import parse_digests
 from satchel.errors import (
@@ -32,6 +33,7 @@ from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
 from satchel.http.keys import CHECKS, DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.limits import upload_shaping
+from satchel.http.observe import transfer
 from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
 from satchel.storage.base import Presigning, Reader
@@ -129,7 +131,11 @@ async def upload(request: web.Request) -> web.Response:
     await send_continue(request)
     if request.content_type == "multipart/form-data":
         return await _upload_form(request, kept)
-    with upload_shaping(request) as shaper, request_body(request, shaper) as source:
+    with (
+        transfer(request, "upload"),
+        upload_shaping(request) as shaper,
+        request_body(request, shaper, "upload") as source,
+    ):
         record, token = await store.store(
             source,
             name_for=filename_from(request),
@@ -147,7 +153,7 @@ async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
         reader = await request.multipart()
     stored: list[tuple[StoredFile, str]] = []
     try:
-        with upload_shaping(request) as shaper:
+        with transfer(request, "upload"), upload_shaping(request) as shaper:
             while True:
                 with _form_errors():
                     part = await reader.next()
@@ -155,15 +161,19 @@ async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
                     break
                 if not isinstance(part, BodyPartReader) or part.name != "file":
                     continue  # other form fields are not files
-                stored.append(
-                    await store.store(
-                        ChunkBody(_part_body(part)),
-                        name_for=part.filename,
-                        content_type=media_type(part.headers.get("Content-Type")),
-                        retention=kept,
-                        shaper=shaper,
+                body = ChunkBody(_part_body(part))
+                try:
+                    stored.append(
+                        await store.store(
+                            body,
+                            name_for=part.filename,
+                            content_type=media_type(part.headers.get("Content-Type")),
+                            retention=kept,
+                            shaper=shaper,
+                        )
                     )
-                )
+                finally:
+                    metrics.RECEIVED.labels("upload").inc(body.received)
     except BaseException:  # the client learns no link: keep none of the form's files
         for record, token in stored:
             await asyncio.shield(store.delete(record.id, token))
@@ -272,7 +282,7 @@ async def _send(request: web.Request, plan: Plan, file: Reader) -> bool:
         if await sink.send(file, start, stop - start) != stop - start:
             raise BodyCut("the file is shorter than its record")
 
-    return await send_planned(request, plan, sink, send_range, f"file {request.match_info['id']}")
+    return await send_planned(request, plan, sink, send_range, "file", request.match_info["id"])
 
 
 def delete_page(request: web.Request, record: StoredFile, token: str) -> web.Response:

@@ -7,6 +7,8 @@ from satchel.archive.service import Archives
 from satchel.config import Settings
 from satchel.files.service import FileStore
 from satchel.http.checks import CheckCache
+from satchel.http.drain import Drain
+from satchel.metrics import Tallies
 from satchel.peers import Network
 from satchel.throttle import Throttle
 from satchel.tus.service import TusStore
@@ -23,5 +25,7 @@ CHECKS = web.AppKey("checks", CheckCache)
 UPLOAD_TOKENS = web.AppKey("upload_tokens", frozenset)
 THROTTLE = web.AppKey("throttle", Throttle)
 TUSSTORE = web.AppKey("tusstore", TusStore)
+DRAIN = web.AppKey("drain", Drain)
+TALLIES = web.AppKey("tallies", Tallies)
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
 CLIENT = web.RequestKey("client", str)

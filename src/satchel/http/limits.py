@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from satchel import metrics
 from satchel.http.keys import CLIENT, SETTINGS, THROTTLE, TRUSTED_PROXIES
 from satchel.numbers import parse_int
 from satchel.peers import client_address
 from satchel.throttle import Shaper
 
-UNCOUNTED = frozenset({"/healthz", "/readyz", "/favicon.ico"})
+UNCOUNTED = frozenset({"/healthz", "/readyz", "/metrics", "/favicon.ico"})
 
 
 def limited(handler: Handler) -> Handler:
@@ -62,3 +63,5 @@ def upload_shaping(request: web.Request) -> Iterator[Shaper | None]:
 
 def finished(request: web.Request, direction: str, shaper: Shaper | None) -> None:
     request.app[THROTTLE].finished(direction, client_of(request), shaper)
+    if shaper is not None and shaper.waited:
+        metrics.LIMIT_WAIT.labels(direction).inc(shaper.waited)

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from satchel.blocking import blocking
 from satchel.errors import InsufficientStorage
-from satchel.http.keys import ENGINE, FILESTORE, INDEX_HTML, OPENAPI_JSON, PAGE_JS
+from satchel.http.keys import DRAIN, ENGINE, FILESTORE, INDEX_HTML, OPENAPI_JSON, PAGE_JS
 
 
 async def index(request: web.Request) -> web.Response:
@@ -39,8 +39,9 @@ READY_TIMEOUT = 5.0  # seconds each readiness check may take
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Whether this instance should get traffic: the database answers, the storage can
-    be written, and free space is above the reserve. 503 with what failed, otherwise."""
+    """Whether this instance should get traffic: it is not draining, the database
+    answers, the storage can be written, and free space is above the reserve. 503 with
+    what failed, otherwise."""
     store = request.app[FILESTORE]
 
     async def database() -> None:
@@ -53,7 +54,8 @@ async def readyz(request: web.Request) -> web.Response:
     async def space() -> None:
         await store.space.admit(0)
 
-    checks: dict[str, str] = {}
+    draining = request.app[DRAIN].draining
+    checks = {"draining": "shutting down after SIGTERM" if draining else "ok"}
     for name, check in (("database", database), ("storage", storage), ("space", space)):
         try:
             async with asyncio.timeout(READY_TIMEOUT):

@@ -1,59 +1,77 @@
 """The routes, each handler wrapped; what no route matches gets a catalogued 404 or 405."""
 
+from typing import Any
+
 from aiohttp import web, web_response
 from aiohttp.typedefs import Handler
 
 from satchel.errors import ArchiveNotFound, MethodNotAllowed, NotFound
 from satchel.http import archive, files, pages, tus
 from satchel.http.errors import catalogued
+from satchel.http.keys import TALLIES
 from satchel.http.limits import limited
+from satchel.http.observe import measured, scrape
 
 
-def setup_routes(app: web.Application, *, per_client: bool) -> None:
-    """Every route's handler is wrapped: errors answered from the catalogue and, with
-    per-client limits, the client counted. Wrappers, not middlewares, because aiohttp
-    adds two layers to every request once any middleware is set (bench/RESULTS.md)."""
+def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> None:
+    """Every route's handler is wrapped: errors answered from the catalogue; with
+    per-client limits, the client counted; with metrics, the request counted and timed
+    under its route's pattern. Wrappers, not middlewares, because aiohttp adds two
+    layers to every request once any middleware is set (bench/RESULTS.md)."""
 
     # aiohttp names itself and Python, with versions, in every answer's Server header,
     # its own 400s included: an attacker's shopping list. One global, set here, rather
     # than a response-prepare signal that would run on every request.
     web_response.SERVER_SOFTWARE = "satchel"  # type: ignore[attr-defined]
 
-    def h(handler: Handler) -> Handler:
-        return catalogued(limited(handler) if per_client else handler)
+    tallies = app[TALLIES]
 
-    app.router.add_get("/", h(pages.index))
-    app.router.add_get("/satchel.js", h(pages.script))
-    app.router.add_get("/favicon.ico", h(pages.favicon))
-    app.router.add_get("/healthz", h(pages.healthz))
-    app.router.add_get("/readyz", h(pages.readyz))
-    app.router.add_get("/openapi.json", h(pages.openapi))
-    app.router.add_get("/archive/{folder}/", h(archive.archive))
-    app.router.add_get("/archive/{folder}", h(archive.archive))
-    member = app.router.add_resource("/archive/{folder}/{path:.+}")
-    member.add_route("PUT", h(archive.put_member), expect_handler=files.defer_expect)
-    member.add_route("DELETE", h(archive.delete_member))
-    member.add_route("GET", h(archive.no_member_reads))
-    member.add_route("HEAD", h(archive.no_member_reads))
+    def h(route: str, handler: Handler) -> Handler:
+        wrapped = catalogued(limited(handler) if per_client else handler)
+        return measured(route, wrapped, tallies) if metrics else wrapped
+
+    def add(method: str, path: str, handler: Handler, **kwargs: Any) -> None:
+        if method == "GET":  # and HEAD
+            app.router.add_get(path, h(path, handler), **kwargs)
+        else:
+            app.router.add_route(method, path, h(path, handler), **kwargs)
+
+    def uploads(method: str, path: str, handler: Handler) -> None:
+        add(method, path, handler, expect_handler=files.defer_expect)
+
+    add("GET", "/", pages.index)
+    add("GET", "/satchel.js", pages.script)
+    add("GET", "/favicon.ico", pages.favicon)
+    add("GET", "/healthz", pages.healthz)
+    add("GET", "/readyz", pages.readyz)
+    if metrics:
+        add("GET", "/metrics", scrape)
+    add("GET", "/openapi.json", pages.openapi)
+    add("GET", "/archive/{folder}/", archive.archive)
+    add("GET", "/archive/{folder}", archive.archive)
+    member = "/archive/{folder}/{path:.+}"
+    uploads("PUT", member, archive.put_member)
+    add("DELETE", member, archive.delete_member)
+    add("GET", member, archive.no_member_reads)
     for path in ("/files/", "/upload/"):  # seed 003 and seed 004 spellings
-        app.router.add_post(path, h(files.upload), expect_handler=files.defer_expect)
+        uploads("POST", path, files.upload)
     # transfer.sh style: `curl -T photo.jpg http://satchel/files/` PUTs /files/photo.jpg
-    app.router.add_put("/files/{name}", h(files.upload), expect_handler=files.defer_expect)
-    app.router.add_get("/check/{id}", h(files.check))
-    app.router.add_get("/files/{id}/", h(files.download))
-    app.router.add_get("/files/{id}", h(files.download))  # the link without its slash
-    app.router.add_get("/download/{id}", h(files.download))
-    app.router.add_delete("/files/{id}/", h(files.delete))
+    uploads("PUT", "/files/{name}", files.upload)
+    add("GET", "/check/{id}", files.check)
+    add("GET", "/files/{id}/", files.download)
+    add("GET", "/files/{id}", files.download)  # the link without its slash
+    add("GET", "/download/{id}", files.download)
+    add("DELETE", "/files/{id}/", files.delete)
     # tus 1.0 resumable uploads
-    app.router.add_route("OPTIONS", "/tus/", h(tus.options))
-    app.router.add_post("/tus/", h(tus.create), expect_handler=files.defer_expect)
-    upload = app.router.add_resource("/tus/{id}")
-    upload.add_route("HEAD", h(tus.head))
-    upload.add_route("PATCH", h(tus.patch), expect_handler=files.defer_expect)
-    upload.add_route("DELETE", h(tus.terminate))
-    upload.add_route("OPTIONS", h(tus.options))
-    # Last, so every route above is tried first.
-    app.router.add_route("*", r"/{path:[\s\S]*}", h(unrouted))  # any path, newlines too
+    add("OPTIONS", "/tus/", tus.options)
+    uploads("POST", "/tus/", tus.create)
+    upload = "/tus/{id}"
+    add("HEAD", upload, tus.head)
+    uploads("PATCH", upload, tus.patch)
+    add("DELETE", upload, tus.terminate)
+    add("OPTIONS", upload, tus.options)
+    # Last, so every route above is tried first; counted as one route, whatever the path.
+    app.router.add_route("*", r"/{path:[\s\S]*}", h("unrouted", unrouted))  # newlines too
 
 
 async def unrouted(request: web.Request) -> web.StreamResponse:

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from satchel import metrics
 from satchel.blocking import blocking
 from satchel.errors import BodyCut, PreconditionFailed, RangeNotSatisfiable
+from satchel.http import requestid
 from satchel.http.accesslog import DIRECT_BYTES
 from satchel.http.keys import SETTINGS
 from satchel.http.limits import download_shaper, finished
+from satchel.http.observe import transfer
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
 from satchel.storage.base import Reader, ZeroCopy
 from satchel.throttle import Shaper
@@ -256,6 +259,8 @@ def plan_body(
         "X-Content-Type-Options": "nosniff",
         **(headers or {}),
     }
+    if (request_id := request.get(requestid.KEY)) is not None:  # prepared before it returns
+        headers[requestid.HEADER] = request_id
     match decision.outcome:
         case Outcome.NOT_MODIFIED:
             return Plan(web.Response(status=304, headers=headers))
@@ -285,24 +290,28 @@ async def send_planned(
     plan: Plan,
     sink: ResponseSink,
     send_range: Callable[[int, int], Awaitable[None]],
-    what: str,
+    kind: str,
+    name: str,
 ) -> bool:
     """Prepare the plan's response and send its parts: literal bytes through ``sink``,
-    each (start, stop) by ``send_range``; True if every byte went out.
+    each (start, stop) by ``send_range``; True if every byte went out. The transfer is
+    a ``kind`` (archive, file) to the metrics and the drain; ``name`` is for the log.
 
     After the headers an error can only cut the connection: a client that went away is
-    logged as an interrupted download of ``what``; a :class:`BodyCut` as an error, and
-    the connection is cut so the client cannot take a short body for a whole one.
+    logged as an interrupted download; a :class:`BodyCut` as an error, and the
+    connection is cut so the client cannot take a short body for a whole one.
     """
     length = plan.response.content_length
+    what = f"{kind} {name}"
     try:
-        await plan.response.prepare(request)
-        for part in plan.parts:
-            if isinstance(part, bytes):
-                await sink.write(part)
-            else:
-                await send_range(*part)
-        await plan.response.write_eof()
+        with transfer(request, kind):
+            await plan.response.prepare(request)
+            for part in plan.parts:
+                if isinstance(part, bytes):
+                    await sink.write(part)
+                else:
+                    await send_range(*part)
+            await plan.response.write_eof()
     except (ConnectionError, asyncio.CancelledError) as exc:
         log.info("Download was interrupted: %s after %d of %s bytes", what, sink.sent, length)
         if isinstance(exc, asyncio.CancelledError):
@@ -314,5 +323,6 @@ async def send_planned(
             request.transport.abort()
         return False
     finally:
+        metrics.SENT.labels(kind).inc(sink.sent)
         finished(request, "download", sink.shaper)
     return True

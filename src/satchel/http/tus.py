@@ -25,6 +25,7 @@ from satchel.http.body import close_if_taken, request_body
 from satchel.http.files import authorize_upload, base_url, retention_for, send_continue
 from satchel.http.keys import SETTINGS, TUSSTORE
 from satchel.http.limits import upload_shaping
+from satchel.http.observe import transfer
 from satchel.ranges import http_date
 from satchel.tus.rules import (
     CHECKSUMS,
@@ -187,7 +188,11 @@ async def _append(
     length: int | None,
     checksum: Checksum | None,
 ) -> Upload:
-    with upload_shaping(request) as shaper, request_body(request, shaper) as body:
+    with (
+        transfer(request, "tus"),
+        upload_shaping(request) as shaper,
+        request_body(request, shaper, "tus") as body,
+    ):
         return await request.app[TUSSTORE].append(
             upload, offset, body, length=length, checksum=checksum, shaper=shaper
         )

@@ -35,6 +35,7 @@ from zlib_ng.zlib_ng import crc32
 # and uploads are appended so that their blocks start at multiples of it: what O_DIRECT
 # wants, locally.
 ALIGN = 4096
+UNLIMITED = 2**63 - 1  # the free space of a storage that has no size (S3)
 
 
 class Digests:
@@ -166,7 +167,9 @@ class Storage(Protocol):
         """Drop objects being received that were untouched since ``cutoff``: how many."""
         ...
 
-    def free_bytes(self) -> int: ...
+    def free_bytes(self) -> int:
+        """Bytes that can still be stored; :data:`UNLIMITED` where there is no limit."""
+        ...
 
     def check(self) -> None:
         """Raise if bytes cannot be written now (a folder gone read-only, a bucket out of

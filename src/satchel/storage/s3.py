@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from zlib_ng.zlib_ng import crc32
 
-from satchel.storage.base import Hashing, Incoming
+from satchel.storage.base import UNLIMITED, Hashing, Incoming
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -467,8 +467,8 @@ class S3Storage:
         return self.exists(self.location.key("tus-files", file_id))
 
     def free_bytes(self) -> int:
-        """An object store has no free space to tell: as much as a 64-bit count holds."""
-        return 2**63 - 1
+        """An object store has no free space to tell."""
+        return UNLIMITED
 
     # -- resumable uploads -------------------------------------------------------------
 
