@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 PHOTOS  ?= photos
 DATA    ?= data
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench image clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 	$(PY) bench/throttle_bench.py
 	$(PY) bench/s3_bench.py
 	$(PY) bench/metrics_bench.py
+
+# The container image, built with buildah and started by chroot (deploy/build-image.sh)
+image:
+	bash deploy/build-image.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -167,6 +167,52 @@ def live_server(photos: Path, data_dir: Path, tmp_path: Path) -> Iterator[LiveSe
     stop_server(server)
 
 
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+@contextlib.contextmanager
+def deployed_nginx(tmp_path: Path, upstreams: list[str]) -> Iterator[str]:
+    """nginx running deploy/nginx.conf in front of ``upstreams`` (host:port); its URL.
+    Only what a local run must change is changed: the two upstream servers, the listen
+    address, and where nginx keeps its pid and temporary files."""
+    nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else require_tool("nginx")
+    port = free_port()
+    conf = (DEPLOY / "nginx.conf").read_text()
+    local = {
+        "        server satchel-a:8080;\n": f"        server {upstreams[0]};\n",
+        "        server satchel-b:8080;\n": f"        server {upstreams[1]};\n",
+        "        listen 80;\n": f"        listen 127.0.0.1:{port};\n",
+        "http {\n": (
+            f"http {{\n    client_body_temp_path {tmp_path}/body;\n"
+            f"    proxy_temp_path {tmp_path}/proxy;\n"
+        ),
+        "access_log /dev/stdout satchel;": f"access_log {tmp_path}/nginx-access.log satchel;",
+    }
+    for deployed, here in local.items():
+        assert conf.count(deployed) == 1, f"deploy/nginx.conf no longer has {deployed!r}"
+        conf = conf.replace(deployed, here)
+    path = tmp_path / "nginx.conf"
+    path.write_text(conf)
+    directives = f"daemon off; pid {tmp_path}/nginx.pid;"
+    balancer = subprocess.Popen(
+        [nginx, "-c", str(path), "-e", str(tmp_path / "nginx-error.log"), "-g", directives]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if balancer.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        balancer.terminate()
+        balancer.wait(10)
+
+
 S3_BUCKET = os.environ.get("SATCHEL_TEST_S3_BUCKET", "satchel-test")
 
 

@@ -8,7 +8,6 @@ import hashlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,9 +21,8 @@ import pytest
 
 from tests.conftest import (
     LiveServer,
-    free_port,
+    deployed_nginx,
     pg_database,
-    require_tool,
     start_server,
     stop_server,
 )
@@ -49,8 +47,8 @@ def cluster(tmp_path: Path, s3_url: str) -> Iterator[Cluster]:
 
 @contextlib.contextmanager
 def running(tmp_path: Path, s3_url: str, *extra: str) -> Iterator[Cluster]:
-    """Two instances with ``extra`` settings, and nginx in front of them."""
-    nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else require_tool("nginx")
+    """Two instances with ``extra`` settings, and nginx in front of them, as
+    deploy/nginx.conf sets it up."""
     photos = tmp_path / "photos"
     photos.mkdir()
     with pg_database() as db:
@@ -63,40 +61,13 @@ def running(tmp_path: Path, s3_url: str, *extra: str) -> Iterator[Cluster]:
                     photos, home / "data", home, None, "--db", db, "--storage", s3_url,
                     "--s3-part-size", "5M", *extra,
                 ))  # fmt: skip
-            port = free_port()
-            conf = tmp_path / "nginx.conf"
-            upstream = "".join(f"server {s.url.removeprefix('http://')};" for s in instances)
-            conf.write_text(
-                f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/nginx.log;\n"
-                "events { worker_connections 64; }\n"
-                f"http {{ access_log off; upstream satchel {{ {upstream} }}\n"
-                f"  client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};\n"
-                f"  server {{ listen 127.0.0.1:{port}; client_max_body_size 0;\n"
-                "    location / { proxy_pass http://satchel; proxy_http_version 1.1;\n"
-                '      proxy_set_header Connection ""; proxy_buffering off;\n'
-                "      proxy_request_buffering off; proxy_set_header Host $http_host; } } }\n"
-            )
-            balancer = subprocess.Popen([nginx, "-c", str(conf), "-e", str(tmp_path / "e.log")])
-            try:
-                _wait_for(port)
-                yield Cluster(instances, f"http://127.0.0.1:{port}")
-            finally:
-                balancer.terminate()
-                balancer.wait(10)
+            upstreams = [s.url.removeprefix("http://") for s in instances]
+            with deployed_nginx(tmp_path, upstreams) as balancer:
+                yield Cluster(instances, balancer)
         finally:
             for server in instances:
                 if server.process.poll() is None:
                     stop_server(server)
-
-
-def _wait_for(port: int) -> None:
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nginx did not start")
 
 
 def call(
