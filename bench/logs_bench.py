@@ -23,8 +23,7 @@ from aiohttp.test_utils import make_mocked_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from files_bench import small, start_satchel  # noqa: E402
-from metrics_bench import load  # noqa: E402
+from metrics_bench import alternated  # noqa: E402
 from satchel.http.accesslog import STARTED, access_log_class  # noqa: E402
 from satchel.http.requestid import KEY  # noqa: E402
 
@@ -91,28 +90,11 @@ def main() -> None:
 
     flags = ("--workers", "2", "--event-loop", "uvloop")
     configs = {
-        "no access log": ("--no-access-log",),
-        "text": (),
-        "json": ("--log-format", "json"),
+        "no access log": (*flags, "--no-access-log"),
+        "text": flags,
+        "json": (*flags, "--log-format", "json"),
     }
-    with tempfile.TemporaryDirectory() as work:
-        servers = {
-            name: start_satchel(Path(work, str(n)), *flags, *extra)
-            for n, (name, extra) in enumerate(configs.items())
-        }
-        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
-        try:
-            urls = {n: f"http://127.0.0.1:{s.port}/check/{small(s)}" for n, s in servers.items()}
-            for name, server in servers.items():  # warm-up
-                load(urls[name], 2, server.proc.pid)
-            order = list(servers)
-            for _ in range(args.rounds):
-                for name in order:
-                    runs[name].append(load(urls[name], args.seconds, servers[name].proc.pid))
-                order.reverse()
-        finally:
-            for server in servers.values():
-                server.stop()
+    runs = alternated(configs, args.rounds, args.seconds)
     print(f"\n/check, {' '.join(flags)}, `wrk -t8 -c200 -d{args.seconds}s`, rotated")
     print("| access log | runs | req/s, median (range) | server CPU µs a request |")
     print("|---|---|---|---|")

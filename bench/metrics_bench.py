@@ -46,6 +46,32 @@ def load(url: str, seconds: int, pid: int) -> tuple[float, float]:
     return rate, cpu / done * 1e6
 
 
+def alternated(
+    configs: dict[str, tuple[str, ...]], rounds: int, seconds: int
+) -> dict[str, list[tuple[float, float]]]:
+    """One server per configuration, each loaded in turn on /check, the order reversed
+    every round (A B B A …) so that none goes first every time: (req/s, CPU µs) runs."""
+    with tempfile.TemporaryDirectory() as work:
+        servers = {
+            name: start_satchel(Path(work, str(n)), *flags)
+            for n, (name, flags) in enumerate(configs.items())
+        }
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+        try:
+            urls = {n: f"http://127.0.0.1:{s.port}/check/{small(s)}" for n, s in servers.items()}
+            for name, server in servers.items():  # warm-up, not counted
+                load(urls[name], 2, server.proc.pid)
+            order = list(servers)
+            for _ in range(rounds):
+                for name in order:
+                    runs[name].append(load(urls[name], seconds, servers[name].proc.pid))
+                order.reverse()
+        finally:
+            for server in servers.values():
+                server.stop()
+    return runs
+
+
 async def in_process(rounds: int, count: int = 50_000) -> tuple[list[float], list[float]]:
     """µs a request of the application alone (routing and the handler chain, no HTTP
     parsing, no sockets) for GET /, the cheapest route: with metrics, without."""
@@ -85,24 +111,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as on, tempfile.TemporaryDirectory() as off:
-        servers = {
-            "metrics on": start_satchel(Path(on), *SERVER_FLAGS),
-            "--no-metrics": start_satchel(Path(off), *SERVER_FLAGS, "--no-metrics"),
-        }
-        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
-        try:
-            urls = {n: f"http://127.0.0.1:{s.port}/check/{small(s)}" for n, s in servers.items()}
-            for name, server in servers.items():  # warm-up, not counted
-                load(urls[name], 2, server.proc.pid)
-            order = list(servers)
-            for _ in range(args.rounds):  # A B B A A B ...: neither goes first every time
-                for name in order:
-                    runs[name].append(load(urls[name], args.seconds, servers[name].proc.pid))
-                order.reverse()
-        finally:
-            for server in servers.values():
-                server.stop()
+    configs = {"metrics on": SERVER_FLAGS, "--no-metrics": (*SERVER_FLAGS, "--no-metrics")}
+    runs = alternated(configs, args.rounds, args.seconds)
     print(f"\n/check, {' '.join(SERVER_FLAGS)}; `wrk -t8 -c200 -d{args.seconds}s`, alternated")
     print("| subject | runs | req/s, median (range) | server CPU µs a request, median (range) |")
     print("|---|---|---|---|")
