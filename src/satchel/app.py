@@ -27,6 +27,7 @@ from satchel.http.keys import (
     ENGINE,
     FILESTORE,
     INDEX_HTML,
+    LINK_SECRETS,
     OPENAPI_JSON,
     PAGE_JS,
     SETTINGS,
@@ -111,6 +112,7 @@ def create_app(
             locks = upload_locks(settings, backend, engine)
             app[TUSSTORE] = tus = TusStore(uploads, store, locks, expiry)
             app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)
+            app[LINK_SECRETS] = await blocking(settings.link_secrets)
             sweeping = _sweeping(settings, engine)
             if await sweeping():
                 await tus.purge()

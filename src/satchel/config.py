@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from satchel.errors import ConfigError
+from satchel.links import MIN_SECRET
 from satchel.peers import parse_networks
 from satchel.storage.s3 import S3Location  # boto3 is imported only to make a client
 from satchel.throttle import Rates
@@ -205,6 +206,11 @@ class Settings:
     max_downloads: int | None = _setting(None, _number(int, ge=1, optional=True))
     purge_interval: float = _setting(60.0, _number(float, gt=0))
     tus_expiry_hours: float = _setting(24.0, _number(float, gt=0, le=24 * 365))
+    # Signed, expiring links: secrets (the first signs, all verify) and whether folder
+    # archives are served by signed links only
+    link_secret: tuple[str, ...] = _setting((), _list, secret=True)
+    link_secret_file: Path | None = _setting(None, _optional_path)
+    require_signed_archives: bool = _setting(False, _flag)
     # Speed limits, bytes a second (None: no limit)
     download_rate: int | None = _setting(None, _RATE)
     upload_rate: int | None = _setting(None, _RATE)
@@ -227,6 +233,14 @@ class Settings:
             text = self.upload_token_file.read_text()
             tokens |= {t for line in text.splitlines() if (t := line.split("#")[0].strip())}
         return frozenset(tokens)
+
+    def link_secrets(self) -> tuple[bytes, ...]:
+        """Secrets from --link-secret, then --link-secret-file (one a line, # comments)."""
+        secrets = list(self.link_secret)
+        if self.link_secret_file is not None:
+            text = self.link_secret_file.read_text()
+            secrets += [t for line in text.splitlines() if (t := line.split("#")[0].strip())]
+        return tuple(s.encode() for s in secrets)
 
     def rates(self) -> Rates:
         return Rates(
@@ -317,6 +331,18 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return pairs
 
 
+def check_link_secrets(settings: Settings) -> None:
+    """The link secrets can be read, are long enough, and exist where required."""
+    try:
+        secrets = settings.link_secrets()
+    except OSError as exc:
+        raise ConfigError(f"--link-secret-file: cannot read it: {exc}") from exc
+    if any(len(s) < MIN_SECRET for s in secrets):
+        raise ConfigError(f"--link-secret: a secret needs at least {MIN_SECRET} characters")
+    if settings.require_signed_archives and not secrets:
+        raise ConfigError("--require-signed-archives needs --link-secret (or -file)")
+
+
 def check_paths(settings: Settings) -> None:
     """Fail before binding when the folders or the settings cannot work."""
     if settings.default_max_days > settings.max_days:
@@ -332,6 +358,7 @@ def check_paths(settings: Settings) -> None:
             settings.upload_tokens()
         except OSError as exc:
             raise ConfigError(f"--upload-token-file: cannot read it: {exc}") from exc
+    check_link_secrets(settings)
     if settings.limits_redis is not None:
         import redis
 

@@ -12,6 +12,8 @@ renders them as JSON or HTML in one middleware.
     │   └── ConnectionLost  400 (logged only: nobody is left to read it)
     ├── Unauthorized        401
     ├── Forbidden           403
+    │   ├── BadSignature    403 (a signed link's signature does not match)
+    │   └── UnsignedLink    403 (--require-signed-archives)
     ├── NotFound            404
     │   ├── ArchiveNotFound 404 (HTML page for browsers, bilingual)
     │   ├── FileNotFound    404
@@ -20,6 +22,7 @@ renders them as JSON or HTML in one middleware.
     ├── RequestTimeout      408
     ├── Conflict            409 (tus: Upload-Offset mismatch)
     │   └── DownloadsInProgress 409 (every download left is running)
+    ├── LinkExpired         410 (a signed link past its expiry)
     ├── PreconditionFailed  412
     ├── PayloadTooLarge     413
     ├── UnsupportedMediaType 415
@@ -91,6 +94,16 @@ class Forbidden(SatchelError):
     message = "Not allowed."
 
 
+class BadSignature(Forbidden):
+    code = "bad_signature"
+    message = "This link's signature is not valid: it was changed, or made with another secret."
+
+
+class UnsignedLink(Forbidden):
+    code = "unsigned_link"
+    message = "This server serves archives only by signed links (?expires=…&sig=…)."
+
+
 class NotFound(SatchelError):
     code = "not_found"
     status = 404
@@ -111,6 +124,12 @@ class FileNotFound(NotFound):
 class UploadNotFound(NotFound):
     code = "upload_not_found"
     message = "No such resumable upload: it never existed, expired or was terminated."
+
+
+class LinkExpired(SatchelError):
+    code = "link_expired"
+    status = 410
+    message = "This link has expired; ask whoever gave it to you for a new one."
 
 
 class MethodNotAllowed(SatchelError):

@@ -9,6 +9,7 @@ import zipfile
 from email.message import Message
 from pathlib import Path
 from typing import cast
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import text
@@ -271,3 +272,24 @@ async def test_index_favicon_health_and_json_404(make_client: ClientFactory) -> 
     assert (await client.request("OPTIONS", "/tus/")).status == 204  # a route, not unrouted
     odd = await client.put("/archive/d/6%0A%C3%B3", data=b"x")  # a newline in the path
     assert odd.status == 404 and odd.content_type == "text/html"
+
+
+async def test_name_sets_the_download_s_file_name(
+    make_app_client: ClientFactory, photos: Path
+) -> None:
+    make_folder(photos, "w3dd", random_files(["a.jpg"]))
+    client = await make_app_client()
+    names = {
+        "": "w3dd.zip",
+        "Свадьба 2026": "Свадьба 2026.zip",
+        "best.ZIP": "best.ZIP",
+        "../../etc/passwd": "passwd.zip",
+        "a\x00b\nc\u202e.zip": "abc.zip",
+        "..": "w3dd.zip",
+    }
+    plain = await (await client.get("/archive/w3dd/")).read()
+    for given, expected in names.items():
+        resp = await client.get("/archive/w3dd/", params={"name": given})
+        disposition = resp.headers["Content-Disposition"]
+        assert disposition.endswith("filename*=UTF-8''" + quote(expected, safe=""))
+        assert "\n" not in disposition and await resp.read() == plain  # the same bytes

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -326,3 +327,14 @@ async def test_the_delete_link_in_a_browser_asks_first(make_app_client: ClientFa
     check = await (await client.get(f"/check/{stored['id']}")).json()
     assert check["downloads_left"] is None  # nothing was downloaded, nothing deleted
     assert await (await client.get(f"/files/{stored['id']}")).read() == b"<keep>"  # no slash
+
+
+async def test_a_put_name_may_hold_any_character_but_a_slash(
+    make_app_client: ClientFactory,
+) -> None:
+    """aiohttp's plain {name} stops at braces; transfer.sh-style names may hold them."""
+    client = await make_app_client()
+    for name in ("a{b}.txt", "}", "ý}[^±.bin"):
+        resp = await client.put(f"/files/{quote(name)}", data=b"braces")
+        assert resp.status == 201, await resp.text()
+        assert (await resp.json())["name"] == name

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -90,6 +91,7 @@ def test_the_log_file_is_reopened_on_sighup(photos: Path, data_dir: Path, tmp_pa
     with serving(photos, data_dir, tmp_path, "--log-file", str(log), "--workers", "2") as server:
         _request(server, "/healthz?before")
         assert "/healthz?before" in "".join(_lines(log, 1, where="/healthz?before"))
+        _lines(log, 2, where="SIGTERM drains")  # both workers' loops took the signals
         log.rename(tmp_path / "satchel.log.1")
         server.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
@@ -122,3 +124,19 @@ def test_json_lines_hold_tracebacks_and_text_lines_the_request_id() -> None:
     assert text.splitlines()[0].endswith("ERROR satchel: failed x [abc-1]")
     assert text.endswith("ValueError: boom")
     assert utc_stamp(0.5) == "1970-01-01T00:00:00.500Z"
+
+
+def test_a_sighup_without_a_log_file_stops_nothing(
+    photos: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """As `systemctl kill -s HUP` sends it: to the parent and to every worker."""
+    with serving(photos, data_dir, tmp_path, "--workers", "2") as server:
+        _lines(server.log, 2, where="SIGTERM drains")  # both workers' loops took the signals
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        workers = [int(pid) for pid in children.read_text().split()]
+        for pid in (server.process.pid, *workers):
+            os.kill(pid, signal.SIGHUP)
+        time.sleep(0.5)
+        assert all(Path(f"/proc/{pid}").exists() for pid in workers)
+        for _ in range(10):
+            assert _request(server, "/healthz").status == 200

@@ -174,6 +174,10 @@ def test_a_tus_patch_cut_by_the_drain_keeps_every_byte_it_received(
 
 def test_every_worker_drains(photos: Path, data_dir: Path, tmp_path: Path) -> None:
     server = start_server(photos, data_dir, tmp_path, None, "--workers", "2")
+    deadline = time.monotonic() + 20
+    while server.log.read_text().count("SIGTERM drains") < 2:  # before: SIGTERM ends it
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.05)
     data = os.urandom(MiB)
     file_id = _store(server, data)
     downloads = [Download(server, f"/files/{file_id}/?kbps=512") for _ in range(4)]  # 2 s

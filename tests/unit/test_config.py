@@ -56,9 +56,9 @@ def test_missing_photos_folder(tmp_path: Path) -> None:
 
 
 def test_database_password_is_masked(tmp_path: Path) -> None:
-    s = load_settings(db="postgresql+asyncpg://u:secret@h/db")
-    assert "secret" not in s.db_url_masked
-    assert "secret" not in repr(s)
+    s = load_settings(db="postgresql+asyncpg://u:hunter2pw@h/db")
+    assert "hunter2pw" not in s.db_url_masked
+    assert "hunter2pw" not in repr(s)
 
 
 def test_settings_are_frozen() -> None:
@@ -151,3 +151,19 @@ def test_dotenv_syntax_and_yes_no_values(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_every_bad_value_is_named_at_once() -> None:
     with pytest.raises(ConfigError, match="--port: .*; --workers: .*; --colour: no such setting"):
         load_settings(port="eighty", workers=0, colour="blue")
+
+
+def test_link_secrets_from_flags_and_file_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    secrets = tmp_path / "secrets"
+    secrets.write_text("# rotated 2026-12\nnew-secret-0123456789\nold-secret-0123456789\n")
+    settings = load_settings(photos=tmp_path / "p", link_secret_file=secrets)
+    assert settings.link_secrets() == (b"new-secret-0123456789", b"old-secret-0123456789")
+    assert "new-secret" not in repr(load_settings(link_secret=("new-secret-0123456789",)))
+    check_paths(settings)
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        check_paths(load_settings(photos=tmp_path / "p", link_secret=("short",)))
+    with pytest.raises(ConfigError, match="--require-signed-archives needs --link-secret"):
+        check_paths(load_settings(photos=tmp_path / "p", require_signed_archives=True))
+    with pytest.raises(ConfigError, match="--link-secret-file: cannot read it"):
+        check_paths(load_settings(photos=tmp_path / "p", link_secret_file=tmp_path / "none"))

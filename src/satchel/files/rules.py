@@ -124,16 +124,22 @@ def expiry(created: datetime, days: int) -> datetime:
     return created + timedelta(days=days)
 
 
-def display_name(raw: str | None, file_id: str, content_type: str) -> str:
-    """The client's filename as metadata: last path part, no control characters."""
-    name = unicodedata.normalize("NFC", raw or "")
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+def clean_filename(raw: str) -> str:
+    """A filename a client gave, fit to name a download: NFC, its last path part, no
+    control characters, at most 255 characters; "" when nothing is left."""
+    name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
-    if name in ("", ".", ".."):
+    return "" if name in (".", "..") else name[:255]
+
+
+def display_name(raw: str | None, file_id: str, content_type: str) -> str:
+    """The client's filename as metadata, or ``<id>.<subtype>`` when it gave none."""
+    name = clean_filename(raw or "")
+    if not name:
         subtype = content_type.split("/", 1)[-1].split("+")[0]
         extension = subtype if subtype.isalnum() and subtype != "octet-stream" else "bin"
         name = f"{file_id}.{extension}"
-    return name[:255]
+    return name
 
 
 def media_type(raw: str | None) -> str:

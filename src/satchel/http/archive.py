@@ -17,12 +17,14 @@ from satchel.errors import (
     DigestMismatch,
     NotFound,
 )
+from satchel.files.rules import clean_filename
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.files import authorize_upload, base_url, send_continue
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SETTINGS, THROTTLE
 from satchel.http.limits import upload_shaping
 from satchel.http.observe import transfer
+from satchel.http.signed import check_link
 from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
 
@@ -32,6 +34,9 @@ ZIP = "application/zip"
 
 
 async def archive(request: web.Request) -> web.StreamResponse:
+    folder = request.match_info["folder"]
+    required = request.app[SETTINGS].require_signed_archives
+    check_link(request, f"/archive/{folder}/", required=required)
     if request.method == "HEAD":
         return await _archive(request)
     with request.app[THROTTLE].archive_stream():  # 503 before any work when all are busy
@@ -42,7 +47,7 @@ async def _archive(request: web.Request) -> web.StreamResponse:
     folder = request.match_info["folder"]
     manifest = await request.app[ARCHIVES].manifest(folder)
     body_headers = {
-        "Content-Disposition": content_disposition(f"{folder}.zip"),
+        "Content-Disposition": content_disposition(_download_name(request, folder)),
         "X-Accel-Buffering": "no",
     }
     validators = Validators(manifest.etag, manifest.last_modified, manifest.layout.size)
@@ -51,6 +56,14 @@ async def _archive(request: web.Request) -> web.StreamResponse:
         return await plan.headers_only(request)
     await _stream(request, plan, manifest)
     return plan.response
+
+
+def _download_name(request: web.Request, folder: str) -> str:
+    """``?name=``, cleaned, ending in .zip; else the folder's name."""
+    name = clean_filename(request.query.get("name", ""))
+    if not name:
+        return f"{folder}.zip"
+    return name if name.lower().endswith(".zip") else f"{name[:251]}.zip"
 
 
 async def _stream(request: web.Request, plan: Plan, manifest: Manifest) -> None:

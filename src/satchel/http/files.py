@@ -34,6 +34,7 @@ from satchel.http.headers import content_disposition
 from satchel.http.keys import CHECKS, DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
 from satchel.http.limits import upload_shaping
 from satchel.http.observe import transfer
+from satchel.http.signed import check_link
 from satchel.http.streaming import Plan, ResponseSink, plan_body, send_planned
 from satchel.ranges import Validators
 from satchel.storage.base import Presigning, Reader
@@ -217,7 +218,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     The delete link (``?token=``) opened in a browser gets a page that asks first: a
     GET never deletes, and it does not download either."""
     store = request.app[FILESTORE]
-    record = await store.available(_file_id(request))
+    file_id = _file_id(request)
+    check_link(request, f"/files/{file_id}/", required=False)
+    record = await store.available(file_id)
     if "token" in request.query:
         return delete_page(request, record, request.query["token"])
     etag = f'"{record.sha256[:40]}"'

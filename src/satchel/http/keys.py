@@ -28,4 +28,5 @@ TUSSTORE = web.AppKey("tusstore", TusStore)
 DRAIN = web.AppKey("drain", Drain)
 TALLIES = web.AppKey("tallies", Tallies)
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
+LINK_SECRETS = web.AppKey("link_secrets", tuple[bytes, ...])  # the first signs, all verify
 CLIENT = web.RequestKey("client", str)

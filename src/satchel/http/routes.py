@@ -1,5 +1,6 @@
 """The routes, each handler wrapped; what no route matches gets a catalogued 404 or 405."""
 
+import re
 from typing import Any
 
 from aiohttp import web, web_response
@@ -31,10 +32,11 @@ def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> No
         return measured(route, wrapped, tallies) if metrics else wrapped
 
     def add(method: str, path: str, handler: Handler, **kwargs: Any) -> None:
+        route = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)  # the label: no regex
         if method == "GET":  # and HEAD
-            app.router.add_get(path, h(path, handler), **kwargs)
+            app.router.add_get(path, h(route, handler), **kwargs)
         else:
-            app.router.add_route(method, path, h(path, handler), **kwargs)
+            app.router.add_route(method, path, h(route, handler), **kwargs)
 
     def uploads(method: str, path: str, handler: Handler) -> None:
         add(method, path, handler, expect_handler=files.defer_expect)
@@ -56,7 +58,8 @@ def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> No
     for path in ("/files/", "/upload/"):  # seed 003 and seed 004 spellings
         uploads("POST", path, files.upload)
     # transfer.sh style: `curl -T photo.jpg http://satchel/files/` PUTs /files/photo.jpg
-    uploads("PUT", "/files/{name}", files.upload)
+    # (any name: aiohttp's plain {name} stops at "{" and "}")
+    uploads("PUT", "/files/{name:[^/]+}", files.upload)
     add("GET", "/check/{id}", files.check)
     add("GET", "/files/{id}/", files.download)
     add("GET", "/files/{id}", files.download)  # the link without its slash
