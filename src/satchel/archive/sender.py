@@ -15,13 +15,13 @@ from satchel.archive.manifest import CrcEntry, Manifest
 from satchel.blocking import blocking
 from satchel.errors import ArchiveChanged
 from satchel.storage.base import (
-    FetchAhead,
     FileVersion,
     Folders,
     Member,
     Reader,
     SourceFile,
-    StoredCrc,
+    fetches_ahead,
+    stores_crc,
 )
 from satchel.zipstream import Part
 
@@ -75,7 +75,7 @@ class _OpenFile:
         change meanwhile."""
         with self._lock:
             member = self._member()
-            if isinstance(member, StoredCrc) and (stored := member.stored_crc()) is not None:
+            if stores_crc(member) and (stored := member.stored_crc()) is not None:
                 return stored
             view = memoryview(bytearray(chunk_size))
             crc, offset, size = 0, 0, self.source.version.size
@@ -217,7 +217,7 @@ class ArchiveSender:
         """Start CRCs of the next entries whose headers the range reaches; open the next
         members ahead where they come over a network."""
         layout, files = self.manifest.layout, self.manifest.files
-        fetch = self.folders.fetch_ahead if isinstance(self.folders, FetchAhead) else 0
+        fetch = self.folders.fetch_ahead if fetches_ahead(self.folders) else 0
         for following in range(index + 1, min(index + 1 + max(LOOK_AHEAD, fetch), len(files))):
             source = files[following]
             if layout.entries[following].offset >= self._stop:

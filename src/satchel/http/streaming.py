@@ -22,7 +22,7 @@ from satchel.http.keys import SETTINGS
 from satchel.http.limits import download_shaper, finished
 from satchel.http.observe import transfer
 from satchel.ranges import Multipart, Outcome, Validators, content_range, evaluate, http_date
-from satchel.storage.base import Reader, ZeroCopy
+from satchel.storage.base import Reader, zero_copy
 from satchel.throttle import Shaper
 
 
@@ -122,7 +122,7 @@ class ResponseSink:
         if transport is None or transport.is_closing():
             raise ConnectionResetError("Connection lost")
         sock = plain_socket(transport)
-        if not self._use_sendfile or sock is None or not isinstance(reader, ZeroCopy):
+        if not self._use_sendfile or sock is None or not zero_copy(reader):
             return await self._copy(reader, offset, count)
         return await self._sendfile(transport, sock.fileno(), reader.fileno(), offset, count)
 

@@ -24,7 +24,7 @@ import errno
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 # zlib-ng's CRC-32, not ISA-L's: both take about 0.02 s a GiB, but ISA-L's returns with
 # the upper vector registers dirty, and SHA-256 (SHA-NI) then runs about 35% slower in
@@ -310,3 +310,29 @@ class Folders(Protocol):
         ...
 
     def free_bytes(self) -> int: ...
+
+
+# Capabilities checked on every member or send, remembered per class: a runtime protocol
+# check walks the protocol's members (8 µs), and an archive made two a member
+# (bench/RESULTS.md). A capability is a class's, never one instance's.
+_CAPABLE: dict[tuple[type, type], bool] = {}
+
+
+def _capable(obj: object, capability: type) -> bool:
+    key = (type(obj), capability)
+    known = _CAPABLE.get(key)
+    if known is None:
+        known = _CAPABLE[key] = isinstance(obj, capability)
+    return known
+
+
+def zero_copy(reader: Reader) -> TypeGuard[ZeroCopy]:
+    return _capable(reader, ZeroCopy)
+
+
+def stores_crc(member: Member) -> TypeGuard[StoredCrc]:
+    return _capable(member, StoredCrc)
+
+
+def fetches_ahead(folders: Folders) -> TypeGuard[FetchAhead]:
+    return _capable(folders, FetchAhead)
