@@ -5,6 +5,8 @@ from __future__ import annotations
 import mmap
 import os
 import random
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +69,16 @@ def aligned_blocks(data: bytes, size: int) -> Iterator[memoryview]:
         piece = data[at : at + size]
         block[: len(piece)] = piece
         yield block[: len(piece)]
+
+
+def call(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request by urllib: (status, headers, body), error statuses included."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()

@@ -228,19 +228,11 @@ class Settings:
 
     def upload_tokens(self) -> frozenset[str]:
         """Tokens from --upload-token and --upload-token-file (one a line, # comments)."""
-        tokens = set(self.upload_token)
-        if self.upload_token_file is not None:
-            text = self.upload_token_file.read_text()
-            tokens |= {t for line in text.splitlines() if (t := line.split("#")[0].strip())}
-        return frozenset(tokens)
+        return frozenset(self.upload_token + _values_in(self.upload_token_file))
 
     def link_secrets(self) -> tuple[bytes, ...]:
         """Secrets from --link-secret, then --link-secret-file (one a line, # comments)."""
-        secrets = list(self.link_secret)
-        if self.link_secret_file is not None:
-            text = self.link_secret_file.read_text()
-            secrets += [t for line in text.splitlines() if (t := line.split("#")[0].strip())]
-        return tuple(s.encode() for s in secrets)
+        return tuple(s.encode() for s in self.link_secret + _values_in(self.link_secret_file))
 
     def rates(self) -> Rates:
         return Rates(
@@ -329,6 +321,14 @@ def _read_dotenv(path: Path) -> dict[str, str]:
             value = value.split(" #")[0].strip()
         pairs[key.strip()] = value
     return pairs
+
+
+def _values_in(path: Path | None) -> tuple[str, ...]:
+    """The values of a tokens or secrets file: one a line, after ``#`` a comment."""
+    if path is None:
+        return ()
+    lines = path.read_text().splitlines()
+    return tuple(value for line in lines if (value := line.split("#")[0].strip()))
 
 
 def check_link_secrets(settings: Settings) -> None:

@@ -11,8 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,23 +20,11 @@ import yaml
 
 from satchel.config import Settings
 from tests.conftest import DEPLOY, LiveServer, deployed_nginx, require_tool, serving
-from tests.helpers import make_folder, random_files
+from tests.helpers import call, make_folder, random_files
 
 pytestmark = [pytest.mark.interop]
 
 TUS = {"Tus-Resumable": "1.0.0"}
-
-
-def call(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, dict(exc.headers), exc.read()
 
 
 @pytest.fixture

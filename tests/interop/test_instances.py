@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +24,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.helpers import call
 
 pytestmark = [pytest.mark.interop, pytest.mark.postgres, pytest.mark.slow]
 
@@ -68,17 +67,6 @@ def running(tmp_path: Path, s3_url: str, *extra: str) -> Iterator[Cluster]:
             for server in instances:
                 if server.process.poll() is None:
                     stop_server(server)
-
-
-def call(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
 
 
 def test_a_file_uploaded_through_one_is_checked_downloaded_and_deleted_through_the_other(

@@ -30,9 +30,13 @@ async def favicon(_request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    async with request.app[ENGINE].connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    await _database_answers(request.app)
     return web.json_response({"status": "ok"})
+
+
+async def _database_answers(app: web.Application) -> None:
+    async with app[ENGINE].connect() as conn:
+        await conn.execute(text("SELECT 1"))
 
 
 READY_TIMEOUT = 5.0  # seconds each readiness check may take
@@ -45,8 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
     store = request.app[FILESTORE]
 
     async def database() -> None:
-        async with request.app[ENGINE].connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await _database_answers(request.app)
 
     async def storage() -> None:
         await blocking(store.storage.check)
