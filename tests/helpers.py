@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import random
@@ -82,3 +83,12 @@ def call(
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, dict(exc.headers), exc.read()
+
+
+def selection_url(server_url: str, entries: list[dict[str, str]]) -> str:
+    """The link of a new archive of a selection (POST /archives/)."""
+    body = json.dumps({"entries": entries}).encode()
+    status, _headers, answer = call("POST", f"{server_url}/archives/", body)
+    assert status == 201, answer
+    url: str = json.loads(answer)["url"]
+    return url

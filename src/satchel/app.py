@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.archive.service import Archives
+from satchel.archive.service import Archives, Selections
 from satchel.blocking import blocking
 from satchel.config import Settings
 from satchel.files.service import FileStore, UploadLimits
@@ -30,6 +30,7 @@ from satchel.http.keys import (
     LINK_SECRETS,
     OPENAPI_JSON,
     PAGE_JS,
+    SELECTIONS,
     SETTINGS,
     TALLIES,
     THROTTLE,
@@ -43,6 +44,7 @@ from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.files import SqlFileRepo
 from satchel.metadata.leases import SqlLeases
 from satchel.metadata.locks import PgLocks
+from satchel.metadata.selections import SqlSelectionRepo
 from satchel.metadata.tus import SqlUploadRepo
 from satchel.metrics import Tallies
 from satchel.peers import parse_networks
@@ -113,17 +115,25 @@ def create_app(
             app[TUSSTORE] = tus = TusStore(uploads, store, locks, expiry)
             app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)
             app[LINK_SECRETS] = await blocking(settings.link_secrets)
-            sweeping = _sweeping(settings, engine)
-            if await sweeping():
+            app[SELECTIONS] = selections = Selections(
+                app[ARCHIVES], SqlSelectionRepo(engine), store.repo, backend
+            )
+
+            async def purge() -> None:
                 await tus.purge()
                 await store.purge()
+                await selections.purge()
+
+            sweeping = _sweeping(settings, engine)
+            if await sweeping():
+                await purge()
                 await store.sweep_orphans()
             app[INDEX_HTML] = await blocking(_read_page, "index.html")
             app[DELETE_HTML] = (await blocking(_read_page, "delete.html")).decode()
             app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
             app[PAGE_JS] = await blocking(_read_page, "satchel.js")
             housekeeping = asyncio.create_task(
-                _purge_every(store, tus, sweeping, settings.purge_interval)
+                _purge_every(purge, store.space, sweeping, settings.purge_interval)
             )
             yield
             housekeeping.cancel()
@@ -209,15 +219,17 @@ async def _always() -> bool:
 
 
 async def _purge_every(
-    store: FileStore, tus: TusStore, sweeping: Callable[[], Awaitable[bool]], seconds: float
+    purge: Callable[[], Awaitable[None]],
+    space: Space,
+    sweeping: Callable[[], Awaitable[bool]],
+    seconds: float,
 ) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
             if await sweeping():
-                await tus.purge()
-                await store.purge()
-            await store.space.refill()
+                await purge()
+            await space.refill()
         except Exception:
             log.exception("Purging expired files failed; trying again in %g s", seconds)
 

@@ -21,7 +21,8 @@ renders them as JSON or HTML in one middleware.
     ├── MethodNotAllowed    405
     ├── RequestTimeout      408
     ├── Conflict            409 (tus: Upload-Offset mismatch)
-    │   └── DownloadsInProgress 409 (every download left is running)
+    │   ├── DownloadsInProgress 409 (every download left is running)
+    │   └── MemberGone      409 (a selection's file was removed: which one, in ``entry``)
     ├── LinkExpired         410 (a signed link past its expiry)
     ├── PreconditionFailed  412
     ├── PayloadTooLarge     413
@@ -162,6 +163,11 @@ class DownloadsInProgress(Conflict):
         "Every download this file has left is in progress; one that fails is given back, "
         "so retry later."
     )
+
+
+class MemberGone(Conflict):
+    code = "member_gone"
+    message = "A file of this archive is gone, so the archive cannot be made whole."
 
 
 class UnsupportedMediaType(SatchelError):

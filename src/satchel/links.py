@@ -2,7 +2,8 @@
 link. Pure: no clock, no IO; the caller says what time it is.
 
 The MAC is HMAC-SHA256 over ``"<path>\\n<expires>"`` in UTF-8, where the path is the
-resource's canonical one (``/archive/<folder>/``, ``/files/<id>/``), decoded, and it is
+resource's canonical one (``/archive/<folder>/``, ``/archive/m/<selection id>/``,
+``/files/<id>/``), decoded, and it is
 written in URL-safe base64 without padding. Several secrets may be accepted at once,
 for rotation; links are made with the first.
 """
@@ -53,15 +54,15 @@ def verify(
 
 
 _UNIX_TIME = re.compile(r"[0-9]{1,12}")
-_LINK = re.compile(r"(?:[a-z]+://[^/]*)?/(archive|files|download)/([^/?#]+)/?(?:[?#].*)?")
+_LINK = re.compile(r"(?:[a-z]+://[^/]*)?/(archive/m|archive|files|download)/([^/?#]+)/?(?:[?#].*)?")
 
 
 def canonical(link: str) -> str | None:
-    """The path a link's signature covers: ``/archive/<folder>/`` or ``/files/<id>/``
-    from any spelling Satchel serves (a full URL, with or without the last slash,
-    ``/download/<id>``); None for anything else."""
+    """The path a link's signature covers: ``/archive/<folder>/``, ``/archive/m/<id>/``
+    or ``/files/<id>/`` from any spelling Satchel serves (a full URL, with or without the
+    last slash, ``/download/<id>``); None for anything else."""
     match = _LINK.fullmatch(link)
     if match is None:
         return None
     kind, name = match.groups()
-    return f"/archive/{name}/" if kind == "archive" else f"/files/{name}/"
+    return f"/{kind}/{name}/" if kind.startswith("archive") else f"/files/{name}/"

@@ -65,6 +65,17 @@ _bodies = st.one_of(
     ),
     st.sampled_from([b'--B\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nab',
                      b"--B\r\n\r\n--B--\r\n", b"--B--", b'--B\r\nContent-Disposition: x\r\n']),
+    # selections (POST /archives/): right and wrong in every part
+    st.fixed_dictionaries(
+        {"entries": st.lists(st.dictionaries(
+            st.sampled_from(["path", "file", "name"]),
+            st.one_of(st.sampled_from(["demo/a.jpg", "demo/../a.jpg", "demo", "x/a.jpg",
+                                       "AAAAAAAAAAAAAAAAAAAAAA", "CON", "a/b", ""]),
+                      st.integers(), st.none(), st.text(max_size=10)),
+            max_size=3), max_size=3)},
+        optional={"ttl": st.one_of(st.integers(), st.text(max_size=3)),
+                  "name": st.one_of(st.text(max_size=10), st.integers())},
+    ).map(lambda body: json.dumps(body).encode()),
 )  # fmt: skip
 
 
@@ -94,6 +105,12 @@ def _prepared(live: LiveServer) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     conn.request("POST", "/tus/", headers=headers)
     known["upload"] = conn.getresponse().headers["Location"].rstrip("/").rsplit("/", 1)[1]
     conn.close()
+    selection = json.dumps({"entries": [{"path": "demo/a.jpg"}, {"file": known["id"]}]})
+    status, body = _request(
+        live, "POST", "/archives/", {"Authorization": "Bearer t"}, selection.encode()
+    )
+    assert status == 201, body
+    known["selection"] = json.loads(body)["id"]
     try:
         yield live, known
     finally:
@@ -126,6 +143,8 @@ def requests(draw: Any, known: dict[str, str]) -> tuple[str, str, dict[str, str]
             path = path.replace(param, quote(draw(st.one_of(st.just(real), text)), safe="/"))
     if "{id}" in path:
         real = known["upload"] if path.startswith("/tus/") else known["id"]
+        if path.startswith(("/archive/m/", "/archives/")):
+            real = known["selection"]
         path = path.replace("{id}", quote(draw(st.one_of(st.just(real), text)), safe=""))
     names = draw(st.lists(st.sampled_from(HEADERS), unique=True, max_size=6))
     headers = {name: draw(_values) for name in names}

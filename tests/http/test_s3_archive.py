@@ -140,3 +140,32 @@ async def test_writing_into_an_s3_folder(
     gone = await client.delete("/archive/gallery/2024/море.jpg", headers=AUTH)
     assert gone.status == 204
     assert s3_keys(s3_client, prefix) == []
+
+
+async def test_a_selection_of_s3_members_and_s3_stored_files(
+    make_app_client: ClientFactory, s3_url: str, album: dict[str, bytes]
+) -> None:
+    client = await on_s3(make_app_client, s3_url, storage=f"{s3_url}/stored", s3_part_size="5M")
+    video = os.urandom(6 * MiB + 5)
+    stored = await client.post("/files/?name=video.bin", data=io.BytesIO(video))
+    file_id = (await stored.json())["id"]
+    entries = [{"path": "album/sub/b.jpg", "name": "b.jpg"}, {"file": file_id}]
+    entries.append({"path": "album/sub/deeper/c.txt"})
+    made = await client.post("/archives/", json={"entries": entries})
+    assert made.status == 201, await made.text()
+    url = (await made.json())["url"].split("/", 3)[3]
+    resp = await client.get(f"/{url}")
+    body = await resp.read()
+    assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(body)
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        assert zf.testzip() is None
+        assert [(i.filename, zf.read(i)) for i in zf.infolist()] == [
+            ("b.jpg", album["sub/b.jpg"]),
+            ("video.bin", video),
+            ("sub/deeper/c.txt", album["sub/deeper/c.txt"]),
+        ]
+    for start in (1, 2 * MiB + 200, len(body) - 10):
+        part = await client.get(
+            f"/{url}", headers={"Range": f"bytes={start}-", "If-Range": resp.headers["ETag"]}
+        )
+        assert part.status == 206 and await part.read() == body[start:]

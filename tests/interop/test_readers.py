@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveServer, require_tool
-from tests.helpers import NASTY_NAMES, make_folder, random_files
+from tests.helpers import NASTY_NAMES, make_folder, random_files, selection_url
 
 pytestmark = pytest.mark.interop
 
@@ -26,10 +26,16 @@ def fetch(url: str, dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture
-def served_zip(live_server: LiveServer, photos: Path, tmp_path: Path) -> Path:
+@pytest.fixture(params=["folder", "selection"])
+def served_zip(
+    live_server: LiveServer, photos: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Path:
+    """The folder's archive, or the same files as a selection (in another order)."""
     make_folder(photos, "interop", FILES)
-    return fetch(f"{live_server.url}/archive/interop/", tmp_path / "interop.zip")
+    url = f"{live_server.url}/archive/interop/"
+    if request.param == "selection":
+        url = selection_url(live_server.url, [{"path": f"interop/{n}"} for n in reversed(FILES)])
+    return fetch(url, tmp_path / "interop.zip")
 
 
 def test_unzip_tests_every_entry(served_zip: Path) -> None:

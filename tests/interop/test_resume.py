@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -10,18 +11,27 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveServer, require_tool, start_server, stop_server
-from tests.helpers import make_folder
+from tests.helpers import call, make_folder, selection_url
 
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture
-def archive_url(live_server: LiveServer, photos: Path) -> str:
+@pytest.fixture(params=["folder", "selection"])
+def archive_url(live_server: LiveServer, photos: Path, request: pytest.FixtureRequest) -> str:
+    """A folder's archive, or a selection of its files and a stored file."""
     # 60 MB: more than loopback socket buffers hold, so the server is still sending
     # when the client is cut (with less, the whole archive can sit in kernel buffers).
     files = {f"photo-{i:02}.jpg": os.urandom(1_500_000 + i) for i in range(40)}
     make_folder(photos, "resume", {**files, "фото/море.jpg": os.urandom(1000)})
-    return f"{live_server.url}/archive/resume/"
+    if request.param == "folder":
+        return f"{live_server.url}/archive/resume/"
+    status, _, answer = call(
+        "POST", f"{live_server.url}/files/?name=video.bin", os.urandom(3_000_000)
+    )
+    assert status == 201, answer
+    entries = [{"file": json.loads(answer)["id"], "name": "video/video.bin"}]
+    entries += [{"path": f"resume/{name}"} for name in files]
+    return selection_url(live_server.url, entries)
 
 
 def full_download(curl: str, url: str, dest: Path) -> bytes:
@@ -44,7 +54,8 @@ def test_curl_cut_midway_then_continued_is_identical(
     assert part.read_bytes() == whole
     # The server notices the cut when its next write fails; give its log a moment.
     deadline = time.monotonic() + 10
-    while "Download was interrupted: archive resume" not in live_server.log.read_text():
+    label = "resume" if archive_url.endswith("/resume/") else archive_url.split("/archive/")[1][:-1]
+    while f"Download was interrupted: archive {label}" not in live_server.log.read_text():
         assert time.monotonic() < deadline, live_server.log.read_text()
         time.sleep(0.05)
 

@@ -56,5 +56,8 @@ def test_every_spelling_of_a_link_has_one_canonical_path() -> None:
         assert canonical(link) == "/archive/7kna/"
     for link in ("/files/abc/", "/files/abc", "/download/abc", "http://h:8080/files/abc/"):
         assert canonical(link) == "/files/abc/"
+    for link in ("/archive/m/Xy_9/", "/archive/m/Xy_9", "https://h/archive/m/Xy_9/?name=a"):
+        assert canonical(link) == "/archive/m/Xy_9/"
+    assert canonical("/archive/m/") == "/archive/m/"  # a folder named m
     for link in ("/archive/", "/check/abc", "/archive/a/b", "archive/7kna/", ""):
         assert canonical(link) is None

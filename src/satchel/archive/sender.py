@@ -6,23 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from zlib_ng.zlib_ng import crc32
 
-from satchel.archive.manifest import CrcEntry, Manifest
+from satchel.archive.manifest import Manifest
 from satchel.blocking import blocking
 from satchel.errors import ArchiveChanged
-from satchel.storage.base import (
-    FileVersion,
-    Folders,
-    Member,
-    Reader,
-    SourceFile,
-    fetches_ahead,
-    stores_crc,
-)
+from satchel.storage.base import Member, Reader, SourceFile, fetches_ahead, stores_crc
 from satchel.zipstream import Part
 
 log = logging.getLogger("satchel.archive")
@@ -40,6 +33,15 @@ class Sink(Protocol):
         ...
 
 
+class Sources(Protocol):
+    """Where an archive's files are opened: the photo folders (:class:`Folders`), or
+    those and the stored files, for a selection. May be ``FetchAhead``."""
+
+    def open(self, source: SourceFile) -> Member:
+        """``ArchiveChanged`` if it is gone or no longer that version."""
+        ...
+
+
 class _OpenFile:
     """One member's file. Blocking methods; a lock makes open, read and close exclusive.
 
@@ -47,11 +49,11 @@ class _OpenFile:
     the ``closed`` flag make a late ``open`` after ``close`` a no-op, never a leak.
     """
 
-    def __init__(self, folders: Folders, index: int, source: SourceFile) -> None:
+    def __init__(self, sources: Sources, index: int, source: SourceFile) -> None:
         self.index = index
         self.source = source
         self.file: Member | None = None
-        self._folders = folders
+        self._sources = sources
         self._closed = False
         self._lock = threading.Lock()
 
@@ -59,7 +61,7 @@ class _OpenFile:
         """Open it, checking it is still the version in the manifest."""
         with self._lock:
             if not self._closed:
-                self.file = self._folders.open(self.source)
+                self.file = self._sources.open(self.source)
 
     def verify(self) -> None:
         with self._lock:
@@ -121,12 +123,12 @@ class ArchiveSender:
     """Streams byte ranges of one archive into a sink, computing missing CRCs."""
 
     manifest: Manifest
-    known: dict[FileVersion, int]
+    known: Sequence[int | None]  # each file's CRC, where one is known
     sink: Sink
-    folders: Folders
+    sources: Sources
     chunk_size: int = 1024 * 1024
     delay: float = 0.0
-    computed: list[CrcEntry] = field(default_factory=list)
+    computed: list[tuple[int, int]] = field(default_factory=list)  # (index, CRC)
     _crcs: dict[int, int] = field(default_factory=dict)
     _open: _OpenFile | None = None
     # Files of the next entries, their CRCs being computed in threads while the
@@ -187,15 +189,14 @@ class ArchiveSender:
                 await self._switch(following, open_it=False)
                 await opening
             else:
-                await self._switch(_OpenFile(self.folders, index, self.manifest.files[index]))
+                await self._switch(_OpenFile(self.sources, index, self.manifest.files[index]))
         assert self._open is not None
         return self._open
 
     async def _crc(self, index: int) -> int:
         if index in self._crcs:
             return self._crcs[index]
-        version = self.manifest.files[index].version
-        crc = self.known.get(version)
+        crc = self.known[index]
         if crc is None:
             if index in self._ahead:
                 following, task = self._ahead.pop(index)  # adopt its open file for the body
@@ -204,7 +205,7 @@ class ArchiveSender:
             else:
                 opened = await self._file(index)
                 crc = await blocking(opened.crc, self.chunk_size)
-            self.computed.append(CrcEntry(version, crc))
+            self.computed.append((index, crc))
         self._crcs[index] = crc
         return crc
 
@@ -217,23 +218,23 @@ class ArchiveSender:
         """Start CRCs of the next entries whose headers the range reaches; open the next
         members ahead where they come over a network."""
         layout, files = self.manifest.layout, self.manifest.files
-        fetch = self.folders.fetch_ahead if fetches_ahead(self.folders) else 0
+        fetch = self.sources.fetch_ahead if fetches_ahead(self.sources) else 0
         for following in range(index + 1, min(index + 1 + max(LOOK_AHEAD, fetch), len(files))):
             source = files[following]
             if layout.entries[following].offset >= self._stop:
                 return
             if following in self._ahead or following in self._opening:
                 continue
-            if following in self._crcs or source.version in self.known:
+            if following in self._crcs or self.known[following] is not None:
                 if following <= index + fetch:
-                    opened = _OpenFile(self.folders, following, source)
+                    opened = _OpenFile(self.sources, following, source)
                     opening = asyncio.ensure_future(blocking(opened.open))
                     opening.add_done_callback(lambda t: t.cancelled() or t.exception())
                     self._opening[following] = (opened, opening)
                 continue
             if following > index + LOOK_AHEAD:
                 continue
-            opened = _OpenFile(self.folders, following, source)
+            opened = _OpenFile(self.sources, following, source)
             task = asyncio.ensure_future(blocking(_crc_of, opened, self.chunk_size))
             # A failure surfaces when the entry is reached; if it never is, stay quiet.
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -278,4 +279,4 @@ class ArchiveSender:
 
     def _log_chunk(self, size: int) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("Sending archive %s chunk %d bytes", self.manifest.folder, size)
+            log.debug("Sending archive %s chunk %d bytes", self.manifest.label, size)

@@ -1,15 +1,39 @@
-"""The archive service: where folders live, where their CRCs are kept, their manifests."""
+"""The archive services: folders, where their CRCs are kept and their manifests; and
+archives of a selection, kept by id, planned from what they name when they are asked."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from satchel.archive.manifest import FOLDER_RE, CrcEntry, CrcRepo, Manifest, build_manifest
+from satchel.archive.manifest import (
+    FOLDER_RE,
+    CrcEntry,
+    CrcRepo,
+    Manifest,
+    Picked,
+    build_manifest,
+    build_selection,
+)
+from satchel.archive.selection import (
+    Entry,
+    Request,
+    Selection,
+    clashing_names,
+    default_name,
+)
 from satchel.blocking import blocking
-from satchel.errors import ArchiveNotFound
+from satchel.errors import ArchiveNotFound, BadRequest, LinkExpired, MemberGone, SatchelError
+from satchel.files.rules import StoredFile, new_id
 from satchel.space import Space
-from satchel.storage.base import FileVersion, Folders
+from satchel.storage.base import FileVersion, Folders, SourceFile, Storage
 from satchel.zipstream import Limits
+
+# An expired selection's link says 410 for this long, then it is forgotten (404).
+KEEP_EXPIRED = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -31,3 +55,150 @@ class Archives:
             raise ArchiveNotFound(folder=folder)
         files, folder_mtime = await blocking(self.folders.scan, folder)
         return build_manifest(folder, files, folder_mtime, self.limits)
+
+    async def known_crcs(self, manifest: Manifest) -> list[int | None]:
+        """Each file's CRC where one is known: in its record, or in its folder's cache."""
+        cached = {f: await self.store.load(f) for f in set(manifest.folders) if f is not None}
+        return [
+            crc if crc is not None or folder is None else cached[folder].get(source.version)
+            for source, folder, crc in zip(
+                manifest.files, manifest.folders, manifest.crcs, strict=True
+            )
+        ]
+
+    async def save_crcs(self, manifest: Manifest, computed: Sequence[tuple[int, int]]) -> None:
+        """Cache the CRCs an archive computed, each under its folder."""
+        by_folder: dict[str, list[CrcEntry]] = defaultdict(list)
+        for index, crc in computed:
+            folder = manifest.folders[index]
+            if folder is not None:
+                by_folder[folder].append(CrcEntry(manifest.files[index].version, crc))
+        for folder, entries in by_folder.items():
+            await self.store.save(folder, entries)
+
+
+class SelectionRepo(Protocol):
+    """Where selections are kept."""
+
+    async def insert(self, selection: Selection) -> None: ...
+
+    async def get(self, selection_id: str) -> Selection | None:
+        """The selection, expired or not."""
+        ...
+
+    async def delete(self, selection_id: str) -> bool: ...
+
+    async def purge(self, before: datetime) -> int:
+        """Forget selections that expired before ``before``: how many."""
+        ...
+
+
+class StoredFiles(Protocol):
+    """What a selection needs of the stored files' records."""
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, StoredFile]: ...
+
+
+@dataclass(frozen=True)
+class Selections:
+    """Archives of a selection of folder members and stored files."""
+
+    archives: Archives
+    repo: SelectionRepo
+    files: StoredFiles
+    storage: Storage  # where stored files are opened
+
+    async def create(self, request: Request) -> tuple[Selection, Manifest]:
+        """Check every entry against what is there now, then keep the selection. A gone
+        entry is the client's mistake here (400), not a conflict."""
+        picked = await self._pick(request.entries, BadRequest)
+        now = datetime.now(UTC)
+        entries = tuple(
+            Entry(e.folder, e.path, p.name) for e, p in zip(request.entries, picked, strict=True)
+        )
+        selection = Selection(
+            new_id(), request.name, entries, now, now + timedelta(seconds=request.ttl)
+        )
+        await self.repo.insert(selection)
+        return selection, build_selection(f"m/{selection.id}", picked, self.archives.limits)
+
+    async def get(self, selection_id: str) -> Selection:
+        """404 for an unknown selection, 410 for an expired one."""
+        selection = await self.repo.get(selection_id)
+        if selection is None:
+            raise ArchiveNotFound()
+        if selection.expires_at <= datetime.now(UTC):
+            raise LinkExpired("This archive link has expired; ask whoever gave it for a new one.")
+        return selection
+
+    async def manifest(self, selection: Selection) -> Manifest:
+        """Plan its archive from what is there now; 409 naming an entry that is gone."""
+        picked = await self._pick(selection.entries, MemberGone)
+        return build_selection(f"m/{selection.id}", picked, self.archives.limits)
+
+    async def delete(self, selection_id: str) -> bool:
+        return await self.repo.delete(selection_id)
+
+    async def purge(self) -> int:
+        return await self.repo.purge(datetime.now(UTC) - KEEP_EXPIRED)
+
+    async def _pick(self, entries: Sequence[Entry], gone: type[SatchelError]) -> list[Picked]:
+        """Every entry as the file it names now, with its name in the ZIP. Folder members
+        are found by scanning their folders, as a folder's archive does, so a selection
+        holds only what that folder's archive would."""
+        folders = sorted({e.folder for e in entries if e.folder is not None})
+        members = await blocking(self._scan, folders)
+        ids = sorted({e.path for e in entries if e.folder is None})
+        records = await self.files.get_many(ids) if ids else {}
+        now = datetime.now(UTC)
+        picked = []
+        for at, entry in enumerate(entries):
+            where = f"entries[{at}]"
+            if entry.folder is not None:
+                source = members[entry.folder].get(entry.path)
+                if source is None:
+                    raise gone(
+                        f"{where}: {entry.source} is not in the photos root.",
+                        entry=at,
+                        path=entry.source,
+                    )
+                picked.append(Picked(default_name(entry), source, entry.folder))
+                continue
+            record = records.get(entry.path)
+            if record is None or not record.available(now):
+                raise gone(
+                    f"{where}: the stored file {entry.path} is gone (deleted or expired).",
+                    entry=at,
+                    file=entry.path,
+                )
+            if record.max_downloads is not None:
+                raise gone(
+                    f"{where}: the stored file {entry.path} has a download limit, which an "
+                    "archive cannot count.",
+                    entry=at,
+                    file=entry.path,
+                )
+            picked.append(
+                Picked(default_name(entry, record.name), _stored(record), None, record.crc32)
+            )
+        clash = clashing_names([p.name for p in picked])
+        if clash is not None:
+            raise BadRequest(f"Names in the archive clash: {clash}.")
+        return picked
+
+    def _scan(self, folders: Sequence[str]) -> dict[str, dict[str, SourceFile]]:
+        found: dict[str, dict[str, SourceFile]] = {}
+        for folder in folders:
+            try:
+                files, _mtime = self.archives.folders.scan(folder)
+            except ArchiveNotFound:
+                files = []
+            found[folder] = {f.version.name: f for f in files}
+        return found
+
+
+def _stored(record: StoredFile) -> SourceFile:
+    """A stored file as an archive's source: its bytes never change under its id; its
+    time in the ZIP is when it was stored."""
+    mtime_ns = int(record.created_at.timestamp()) * 1_000_000_000
+    return SourceFile(FileVersion(record.id, record.size, mtime_ns, 0), record.id, stored=True)

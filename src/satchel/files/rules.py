@@ -52,6 +52,10 @@ class FileRepo(Protocol):
         """The record, whatever its state (callers check ``available``)."""
         ...
 
+    async def get_many(self, ids: Sequence[str]) -> dict[str, StoredFile]:
+        """The records of those ids that have one, by id."""
+        ...
+
     async def claim_download(self, file_id: str, now: datetime) -> bool:
         """Atomically take one of a limited file's downloads left for a whole download
         about to start; False if every one is completed or claimed."""

@@ -84,7 +84,9 @@ def render_error(
                 headers=headers,
             ),
         )
-    payload = {"error": code, "message": message, "status": status}
+    payload: dict[str, object] = {"error": code, "message": message, "status": status}
+    if error is not None:  # what else it names for a program: which entry, which path
+        payload.update((k, v) for k, v in error.details.items() if isinstance(v, str | int))
     return close_if_taken(
         request,
         web.Response(

@@ -51,15 +51,15 @@ def base_url(request: web.Request) -> str:
     return public or f"{request.scheme}://{request.host}"
 
 
-def authorize_upload(request: web.Request, *, required: bool = False) -> None:
+def authorize_upload(request: web.Request, *, required: str | None = None) -> None:
     """With --upload-token set, uploads and deletes need 'Authorization: Bearer <token>'.
 
-    ``required``: refuse outright when the server has no tokens at all.
+    ``required``: what is refused outright when the server has no tokens at all.
     """
     tokens = request.app[UPLOAD_TOKENS]
     if not tokens:
         if required:
-            raise Forbidden("Writing into archive folders needs the server to have --upload-token.")
+            raise Forbidden(f"{required} needs the server to have --upload-token.")
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not any(

@@ -3,7 +3,7 @@
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.archive.service import Archives
+from satchel.archive.service import Archives, Selections
 from satchel.config import Settings
 from satchel.files.service import FileStore
 from satchel.http.checks import CheckCache
@@ -16,6 +16,7 @@ from satchel.tus.service import TusStore
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 ARCHIVES = web.AppKey("archives", Archives)
+SELECTIONS = web.AppKey("selections", Selections)
 INDEX_HTML = web.AppKey("index_html", bytes)
 DELETE_HTML = web.AppKey("delete_html", str)  # a template: see files.delete_page
 OPENAPI_JSON = web.AppKey("openapi_json", bytes)

@@ -49,6 +49,10 @@ def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> No
     if metrics:
         add("GET", "/metrics", scrape)
     add("GET", "/openapi.json", pages.openapi)
+    uploads("POST", "/archives/", archive.create_selection)
+    add("DELETE", "/archives/{id}", archive.delete_selection)
+    add("GET", "/archive/m/{id}/", archive.selection_archive)  # before folder members
+    add("GET", "/archive/m/{id}", archive.selection_archive)
     add("GET", "/archive/{folder}/", archive.archive)
     add("GET", "/archive/{folder}", archive.archive)
     member = "/archive/{folder}/{path:.+}"

@@ -64,6 +64,14 @@ class SqlFileRepo:
             row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
 
+    async def get_many(self, ids: Sequence[str]) -> dict[str, StoredFile]:
+        found: dict[str, StoredFile] = {}
+        async with self._engine.connect() as conn:
+            for at in range(0, len(ids), _BATCH):
+                query = select(files).where(files.c.id.in_(ids[at : at + _BATCH]))
+                found.update((row.id, _record(row)) for row in await conn.execute(query))
+        return found
+
     async def claim_download(self, file_id: str, now: datetime) -> bool:
         # One statement, so racing downloads on any number of workers and instances
         # claim exactly: PostgreSQL re-checks the WHERE under the row's lock, and

@@ -79,3 +79,16 @@ leases = Table(
     Column("holder", Text, nullable=False),
     Column("until", DateTime(timezone=True), nullable=False),
 )
+
+# Archives of a selection (POST /archives/). The key is a hash of the id in the link
+# (satchel.archive.selection.selection_key); entries are JSON, each with its ZIP name.
+selections = Table(
+    "selections",
+    metadata,
+    Column("id", Text, primary_key=True),  # the key
+    Column("name", Text, nullable=False),
+    Column("entries", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("selections_expires_at", "expires_at"),
+)

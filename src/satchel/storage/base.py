@@ -248,8 +248,13 @@ class FileVersion:
 
 @dataclass(frozen=True, slots=True)
 class SourceFile:
+    """A file an archive is made of: a photo folder member, whose ``location`` is where
+    its folder source finds it (a path, locally), or a ``stored`` file, whose
+    ``location`` is its id."""
+
     version: FileVersion
-    location: str  # where the folder source finds it (a path, locally)
+    location: str
+    stored: bool = False
 
 
 class Member(Reader, Protocol):
@@ -334,5 +339,5 @@ def stores_crc(member: Member) -> TypeGuard[StoredCrc]:
     return _capable(member, StoredCrc)
 
 
-def fetches_ahead(folders: Folders) -> TypeGuard[FetchAhead]:
-    return _capable(folders, FetchAhead)
+def fetches_ahead(sources: object) -> TypeGuard[FetchAhead]:
+    return _capable(sources, FetchAhead)

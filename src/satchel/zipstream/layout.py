@@ -114,12 +114,17 @@ class _Entry:
 
 
 def arrange(members: Sequence[Member], limits: Limits = Limits()) -> list[Member]:
-    """Order members by name, but never open with a ZIP64 entry when avoidable.
+    """Order members by name (a folder's archive), then :func:`small_first`."""
+    return small_first(sorted(members, key=lambda m: m.name), limits)
+
+
+def small_first(members: Sequence[Member], limits: Limits = Limits()) -> list[Member]:
+    """The members in their order, but never opening with a ZIP64 entry when avoidable.
 
     Safari's auto-extract keeps only the first entry of an archive whose first
     entry is ZIP64; a small file in front avoids that.
     """
-    ordered = sorted(members, key=lambda m: m.name)
+    ordered = list(members)
     if ordered and ordered[0].size >= limits.zip64_at:
         small = next((i for i, m in enumerate(ordered) if m.size < limits.zip64_at), None)
         if small is not None:
