@@ -92,7 +92,7 @@ def create_app(
             app[ENGINE] = engine
             folders = await blocking(open_folders, settings)
             photos_room = Space(folders.free_bytes, reserve)
-            app[ARCHIVES] = Archives(folders, SqlCrcRepo(engine), limits, photos_room)
+            app[ARCHIVES] = archives = Archives(folders, SqlCrcRepo(engine), limits, photos_room)
             uploads = SqlUploadRepo(engine)
             backend = await blocking(
                 storage or (lambda _data: open_storage(settings)), settings.data
@@ -116,13 +116,14 @@ def create_app(
             app[UPLOAD_TOKENS] = await blocking(settings.upload_tokens)
             app[LINK_SECRETS] = await blocking(settings.link_secrets)
             app[SELECTIONS] = selections = Selections(
-                app[ARCHIVES], SqlSelectionRepo(engine), store.repo, backend
+                archives, SqlSelectionRepo(engine), store.repo, backend
             )
 
             async def purge() -> None:
                 await tus.purge()
                 await store.purge()
                 await selections.purge()
+                await archives.purge()
 
             sweeping = _sweeping(settings, engine)
             if await sweeping():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive.manifest import CrcEntry
+from satchel.archive.snapshot import Snapshot
 from satchel.metadata.crc import SqlCrcRepo
 from satchel.metadata.db import HEAD, migrate
 from satchel.storage.base import FileVersion
@@ -65,3 +68,25 @@ def test_head_constant_is_the_newest_migration() -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD
+
+
+async def test_a_snapshot_reads_back_whole_and_is_replaced(engine: AsyncEngine) -> None:
+    store = SqlCrcRepo(engine)
+    first = Snapshot('"etag-1"', bytes(range(40)), b"\x00" * 24 + "фото.jpg".encode())
+    await store.keep_snapshot("folder", first)
+    assert await store.snapshot("folder") == first
+    assert await store.snapshot("other") is None
+    changed = Snapshot('"etag-2"', b"\x00" * 8, b"")  # the folder changed
+    await store.keep_snapshot("folder", changed)
+    assert await store.snapshot("folder") == changed
+
+
+async def test_snapshots_not_kept_again_are_pruned(engine: AsyncEngine) -> None:
+    store = SqlCrcRepo(engine)
+    await store.keep_snapshot("old", Snapshot('"e"', b"1234", b""))
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE crc_snapshots SET saved_at = '2020-01-01 00:00:00+00'"))
+    await store.keep_snapshot("new", Snapshot('"e"', b"5678", b""))
+    assert await store.prune_snapshots(datetime(2021, 1, 1, tzinfo=UTC)) == 1
+    assert await store.snapshot("old") is None
+    assert await store.snapshot("new") is not None

@@ -3,6 +3,7 @@ every implementation: the local filesystem, and an S3 bucket (the tests' Seaweed
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,22 @@ def test_a_large_member_reads_back_whole(folders: Folders) -> None:
     version, _ = put(folders, "album/big.bin", data)
     assert version.size == len(data)
     assert read(folders, listing(folders, "album")["big.bin"]) == data
+
+
+def test_a_member_is_read_whole_only_as_the_version_listed(tmp_path: Path) -> None:
+    """LocalFolders' WholeReads: the bytes of the version scanned, else ArchiveChanged."""
+    folders = LocalFolders(tmp_path)
+    member = tmp_path / "f" / "a.jpg"
+    member.parent.mkdir()
+    member.write_bytes(b"x" * 1000)
+    [source] = folders.scan("f")[0]
+    assert folders.read_whole(source) == b"x" * 1000
+    for n, change in enumerate((b"x" * 1001, b"x" * 999, b"y" * 1000)):  # grown, shrunk…
+        member.write_bytes(change)
+        os.utime(member, ns=(1, (n + 1) * 10**9))  # …rewritten: a new mtime, whatever the clock
+        with pytest.raises(ArchiveChanged):
+            folders.read_whole(source)
+    [source] = folders.scan("f")[0]
+    member.unlink()
+    with pytest.raises(ArchiveChanged):
+        folders.read_whole(source)

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from satchel.zipstream.names import unsafe_reason
+from satchel.zipstream import names
+from satchel.zipstream.names import segment_reason, unsafe_reason
 
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
     f"{k}{n}" for k in ("COM", "LPT") for n in "123456789"
@@ -56,3 +57,8 @@ def test_names_an_unzipper_could_turn_into_an_escape_or_a_device(name: str) -> N
 )  # fmt: skip
 def test_ordinary_names_pass(name: str) -> None:
     assert unsafe_reason(name) is None
+
+
+@given(st.text(alphabet=st.sampled_from(list("aZ09_-. :\\/\x00CONULPTconul1¹$é")), max_size=12))
+def test_the_fast_path_answers_as_the_rules_do(segment: str) -> None:
+    assert segment_reason(segment) == names._segment_rules(segment)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from satchel.zipstream import Layout, Limits, Member, Part, arrange, render
+from satchel.zipstream import Layout, Limits, Member, Part, render, small_first
 from satchel.zipstream.layout import dos_datetime
 
 segment = st.text(
@@ -38,7 +38,7 @@ def archives(draw: st.DrawFn) -> tuple[list[Member], list[bytes], Limits]:
 
 def build(members: list[Member], payloads: list[bytes], lim: Limits) -> tuple[Layout, bytes]:
     by_name = dict(zip((m.name for m in members), payloads, strict=True))
-    ordered = arrange(members, lim)
+    ordered = small_first(sorted(members, key=lambda m: m.name), lim)
     layout = Layout(ordered, lim)
     data = [by_name[m.name] for m in ordered]
     return layout, render(layout, [zlib.crc32(d) for d in data], data)
@@ -73,7 +73,7 @@ def test_pieces_of_any_range_concatenate_to_that_slice(
     layout, blob = build(members, payloads, lim)
     start = data.draw(st.integers(0, layout.size))
     stop = data.draw(st.integers(start, layout.size))
-    ordered = arrange(members, lim)
+    ordered = small_first(sorted(members, key=lambda m: m.name), lim)
     by_name = dict(zip((m.name for m in members), payloads, strict=True))
     crcs = [zlib.crc32(by_name[m.name]) for m in ordered]
     out = bytearray()
@@ -142,11 +142,11 @@ def test_many_entries_use_zip64_end_records() -> None:
         assert len(zf.namelist()) == 5
 
 
-def test_arrange_keeps_a_zip64_entry_off_the_front_when_it_can() -> None:
+def test_small_first_keeps_a_zip64_entry_off_the_front_when_it_can() -> None:
     lim = Limits(zip64_at=100)
-    ordered = arrange([Member("a-huge", 500, 0), Member("b", 1, 0), Member("c", 2, 0)], lim)
+    ordered = small_first([Member("a-huge", 500, 0), Member("b", 1, 0), Member("c", 2, 0)], lim)
     assert [m.name for m in ordered] == ["b", "a-huge", "c"]
-    only_big = arrange([Member("x", 500, 0), Member("y", 600, 0)], lim)
+    only_big = small_first([Member("x", 500, 0), Member("y", 600, 0)], lim)
     assert [m.name for m in only_big] == ["x", "y"]
 
 
@@ -166,3 +166,22 @@ def test_pieces_reject_ranges_outside_the_archive() -> None:
     layout = Layout([Member("a", 1, 0)])
     with pytest.raises(ValueError):
         list(layout.pieces(0, layout.size + 1))
+
+
+def test_plans_are_kept_by_key_and_etag_and_bounded_by_members() -> None:
+    from satchel.archive.manifest import Plans, build_manifest
+    from satchel.storage.base import FileVersion, SourceFile
+
+    def folder(name: str, count: int, mtime: int = 0) -> list[SourceFile]:
+        return [SourceFile(FileVersion(f"{i}", 1, mtime, i), f"/p/{i}") for i in range(count)]
+
+    plans = Plans(max_members=10)
+    a = build_manifest("a", folder("a", 4), 0, plans=plans)
+    assert build_manifest("a", folder("a", 4), 0, plans=plans) is a  # reused
+    touched = build_manifest("a", folder("a", 4, mtime=5), 0, plans=plans)
+    assert touched is not a and touched.etag != a.etag
+    b = build_manifest("b", folder("b", 4), 0, plans=plans)  # 12 members: a goes
+    assert plans.get("a", a.etag) is None and plans.get("b", b.etag) is b
+    assert plans.get("a", touched.etag) is touched
+    build_manifest("huge", folder("huge", 11), 0, plans=plans)  # more than it may hold
+    assert plans.get("b", b.etag) is b

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from satchel.archive.snapshot import Snapshot
 from satchel.errors import ArchiveNotFound, BadRequest
 from satchel.storage.base import FileVersion, SourceFile
-from satchel.zipstream import Layout, Limits, arrange, small_first
+from satchel.zipstream import Layout, Limits, small_first
 from satchel.zipstream import Member as ZipMember
 from satchel.zipstream.names import unsafe_reason
 
@@ -36,6 +40,18 @@ class CrcRepo(Protocol):
         """Remember these CRCs, replacing older versions of the same names."""
         ...
 
+    async def snapshot(self, key: str) -> Snapshot | None:
+        """The snapshot of the archive ``key`` (see ``Manifest.key``), if one was kept."""
+        ...
+
+    async def keep_snapshot(self, key: str, snapshot: Snapshot) -> None:
+        """Keep the snapshot of the archive ``key``, replacing an older one."""
+        ...
+
+    async def prune_snapshots(self, before: datetime) -> int:
+        """Forget snapshots kept before ``before`` (of folders and selections gone)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
@@ -45,6 +61,7 @@ class Manifest:
     stored file's, from its record)."""
 
     label: str  # what the log calls it: the folder, or m/<selection id>
+    key: str  # what its CRC snapshot is kept under: the folder, or m/<selection key>
     files: tuple[SourceFile, ...]
     layout: Layout
     etag: str
@@ -53,26 +70,68 @@ class Manifest:
     crcs: tuple[int | None, ...]
 
 
+class Plans:
+    """The latest plans, by key and ETag: the next archive of an unchanged folder reuses
+    its layout and the header records it rendered. Bounded by members, not plans (a plan
+    holds about 1 KB a member); a folder larger than that is planned afresh each
+    time, which keeps a server's memory down. Used from threads."""
+
+    def __init__(self, max_members: int = 50_000) -> None:
+        self._plans: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
+        self._members = 0
+        self._max = max_members
+        self._lock = threading.Lock()
+
+    def get(self, key: str, etag: str) -> Manifest | None:
+        with self._lock:
+            plan = self._plans.get((key, etag))
+            if plan is not None:
+                self._plans.move_to_end((key, etag))
+            return plan
+
+    def put(self, plan: Manifest) -> None:
+        with self._lock:
+            if (plan.key, plan.etag) in self._plans or len(plan.files) > self._max:
+                return
+            self._plans[plan.key, plan.etag] = plan
+            self._members += len(plan.files)
+            while self._members > self._max:
+                _, dropped = self._plans.popitem(last=False)
+                self._members -= len(dropped.files)
+
+
 def build_manifest(
-    folder: str, files: Sequence[SourceFile], folder_mtime: int, limits: Limits = Limits()
+    folder: str,
+    files: Sequence[SourceFile],
+    folder_mtime: int,
+    limits: Limits = Limits(),
+    plans: Plans | None = None,
 ) -> Manifest:
-    """A folder's archive: every file, ordered by name."""
-    by_name = {f.version.name: f for f in files}
-    members = arrange(
-        [ZipMember(f.version.name, f.version.size, f.version.mtime_ns // 10**9) for f in files],
+    """A folder's archive: every file, ordered by name (the plan in ``plans`` if the
+    folder is as it was then)."""
+    ordered = sorted(files, key=lambda f: f.version.name)
+    etag = _etag(limits, ((f.version.name, f) for f in ordered))
+    if plans is not None and (known := plans.get(folder, etag)) is not None:
+        return known
+    by_name = {f.version.name: f for f in ordered}
+    members = small_first(
+        [ZipMember(f.version.name, f.version.size, f.version.mtime_ns // 10**9) for f in ordered],
         limits,
     )
-    ordered = tuple(by_name[m.name] for m in members)
-    last_modified = max((m.mtime for m in members), default=folder_mtime)
-    return Manifest(
+    placed = tuple(by_name[m.name] for m in members)
+    plan = Manifest(
         folder,
-        ordered,
+        folder,
+        placed,
         Layout(members, limits),
-        _etag(limits, ((f.version.name, f) for f in ordered)),
-        last_modified,
-        (folder,) * len(ordered),
-        (None,) * len(ordered),
+        etag,
+        max((m.mtime for m in members), default=folder_mtime),
+        (folder,) * len(placed),
+        (None,) * len(placed),
     )
+    if plans is not None and placed:
+        plans.put(plan)
+    return plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +144,9 @@ class Picked:
     crc: int | None = None  # known already (a stored file's)
 
 
-def build_selection(label: str, picked: Sequence[Picked], limits: Limits = Limits()) -> Manifest:
+def build_selection(
+    label: str, key: str, picked: Sequence[Picked], limits: Limits = Limits()
+) -> Manifest:
     """A selection's archive: its files in the order given (names are unique)."""
     by_name = {p.name: p for p in picked}
     members = small_first(
@@ -98,6 +159,7 @@ def build_selection(label: str, picked: Sequence[Picked], limits: Limits = Limit
     ordered = [by_name[m.name] for m in members]
     return Manifest(
         label,
+        key,
         tuple(p.source for p in ordered),
         Layout(members, limits),
         _etag(limits, ((p.name, p.source) for p in ordered)),

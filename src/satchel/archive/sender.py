@@ -1,5 +1,7 @@
 """Streaming any byte range of an archive into a :class:`Sink`: header records built in
-memory, bodies sent from the folder members, CRC-32s read just ahead of their headers."""
+memory; large bodies sent from their files (by ``sendfile`` where it can), their CRC-32s
+read just ahead of their headers; small members read in batches, a thread hop and a
+write for many, their CRCs computed from the bytes read."""
 
 from __future__ import annotations
 
@@ -15,18 +17,31 @@ from zlib_ng.zlib_ng import crc32
 from satchel.archive.manifest import Manifest
 from satchel.blocking import blocking
 from satchel.errors import ArchiveChanged
-from satchel.storage.base import Member, Reader, SourceFile, fetches_ahead, stores_crc
-from satchel.zipstream import Part
+from satchel.storage.base import (
+    Member,
+    Reader,
+    SourceFile,
+    fetches_ahead,
+    read_all,
+    reads_whole,
+    stores_crc,
+)
+from satchel.zipstream import Part, Piece
 
 log = logging.getLogger("satchel.archive")
 
 LOOK_AHEAD = 2  # entries whose CRCs are computed while the current body is sent
+# Members up to SMALL bytes are read, not sent by sendfile: consecutive ones are read in
+# one thread hop, up to BATCH bytes, and go out with their headers in one write. Per
+# member that saves a thread hop, a sendfile and a write (bench/RESULTS.md).
+SMALL = 64 * 1024
+BATCH = 1024 * 1024
 
 
 class Sink(Protocol):
     """Where archive bytes go: an HTTP response in production, a buffer in tests."""
 
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, data: bytes | bytearray) -> None: ...
 
     async def send(self, reader: Reader, offset: int, count: int) -> int:
         """Send ``count`` bytes of ``reader`` from ``offset``; fewer if it shrank."""
@@ -108,6 +123,20 @@ def _retire_and_open(previous: _OpenFile | None, following: _OpenFile | None) ->
         following.open()
 
 
+def _read_whole(
+    sources: Sources, wanted: Sequence[tuple[SourceFile, bool]], previous: _OpenFile | None
+) -> list[tuple[bytes, int | None]]:
+    """Check and close ``previous``; then read each file whole, checking it is still the
+    version in the manifest, and compute its CRC where asked."""
+    _retire_and_open(previous, None)
+    whole = sources.read_whole if reads_whole(sources) else None
+    read = []
+    for source, crc_wanted in wanted:
+        body = whole(source) if whole else read_all(sources.open(source), source)
+        read.append((body, crc32(body) if crc_wanted else None))
+    return read
+
+
 def _crc_of(opened: _OpenFile, chunk_size: int) -> int:
     opened.open()
     return opened.crc(chunk_size)
@@ -116,6 +145,15 @@ def _crc_of(opened: _OpenFile, chunk_size: int) -> int:
 def _close_all(files: list[_OpenFile]) -> None:
     for opened in files:
         opened.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Pieces of small members, and the reading of those members' bytes."""
+
+    pieces: list[Piece]
+    indexes: list[int]
+    reading: asyncio.Future[list[tuple[bytes, int | None]]]
 
 
 @dataclass
@@ -141,7 +179,22 @@ class ArchiveSender:
     async def send(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
         self._stop = stop
+        batches, batch, batched = self._batches, list[Piece](), 0
+        pending: _Batch | None = None  # read, or being read, and not yet written
         for piece in layout.pieces(start, stop):
+            if batches and piece.index >= 0 and layout.entries[piece.index].member.size <= SMALL:
+                batch.append(piece)
+                batched += piece.length
+                if batched >= BATCH and piece.part is Part.DATA:  # at a member's end
+                    pending = await self._next_batch(batch, pending)
+                    batch, batched = [], 0
+                continue
+            if batch:
+                pending = await self._next_batch(batch, pending)
+                batch, batched = [], 0
+            if pending is not None:
+                await self._write_batch(pending)
+                pending = None
             if piece.part is Part.LOCAL:
                 header = layout.local_header(piece.index, await self._crc(piece.index))
                 await self._write(header[piece.start : piece.stop])
@@ -154,8 +207,51 @@ class ArchiveSender:
                     await self._send_central(piece.start, piece.stop)
                 else:
                     await self._write(layout.end_records()[piece.start : piece.stop])
+        if batch:
+            pending = await self._next_batch(batch, pending)
+        if pending is not None:
+            await self._write_batch(pending)
         if self._open is not None:  # a range that ends inside the entries
             await blocking(self._open.verify)
+
+    @property
+    def _batches(self) -> bool:
+        """Small members are batched but with a per-chunk delay (tests) or where members
+        come over a network and are opened ahead, in parallel."""
+        fetch = self.sources.fetch_ahead if fetches_ahead(self.sources) else 0
+        return self.delay == 0 and fetch == 0
+
+    async def _next_batch(self, pieces: list[Piece], pending: _Batch | None) -> _Batch:
+        """Start reading the members of ``pieces`` in a thread (whole, with the CRCs not
+        known), then write the batch read before it meanwhile."""
+        indexes = list(dict.fromkeys(p.index for p in pieces))
+        files = self.manifest.files
+        wanted = [(files[i], i not in self._crcs and self.known[i] is None) for i in indexes]
+        previous, self._open = self._open, None  # checked and closed in the same hop
+        # The thread opens and closes every file itself: cancelling us leaks none.
+        reading = asyncio.ensure_future(blocking(_read_whole, self.sources, wanted, previous))
+        reading.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if pending is not None:
+            await self._write_batch(pending)
+        return _Batch(pieces, indexes, reading)
+
+    async def _write_batch(self, batch: _Batch) -> None:
+        """Small members' headers and bodies (or parts of them), in one write."""
+        layout = self.manifest.layout
+        bodies = {}
+        for index, (body, crc) in zip(batch.indexes, await batch.reading, strict=True):
+            bodies[index] = body
+            if crc is not None:
+                self._crcs[index] = crc
+                self.computed.append((index, crc))
+        out = bytearray()
+        for piece in batch.pieces:
+            if piece.part is Part.LOCAL:
+                header = layout.local_header(piece.index, await self._crc(piece.index))
+                out += header[piece.start : piece.stop]
+            else:
+                out += memoryview(bodies[piece.index])[piece.start : piece.stop]
+        await self._write(out)
 
     async def close(self) -> None:
         """Close every file this sender opened, even if the caller is being cancelled."""
@@ -225,6 +321,8 @@ class ArchiveSender:
                 return
             if following in self._ahead or following in self._opening:
                 continue
+            if layout.entries[following].member.size <= SMALL and self._batches:
+                continue  # read in a batch when it comes
             if following in self._crcs or self.known[following] is not None:
                 if following <= index + fetch:
                     opened = _OpenFile(self.sources, following, source)
@@ -271,7 +369,7 @@ class ArchiveSender:
             await self._write(data)
             offset += len(data)
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes | bytearray) -> None:
         await self.sink.write(data)
         self._log_chunk(len(data))
         if self.delay:

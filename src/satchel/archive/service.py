@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -15,6 +15,7 @@ from satchel.archive.manifest import (
     CrcRepo,
     Manifest,
     Picked,
+    Plans,
     build_manifest,
     build_selection,
 )
@@ -24,7 +25,9 @@ from satchel.archive.selection import (
     Selection,
     clashing_names,
     default_name,
+    selection_key,
 )
+from satchel.archive.snapshot import by_version, crcs_of, pack
 from satchel.blocking import blocking
 from satchel.errors import ArchiveNotFound, BadRequest, LinkExpired, MemberGone, SatchelError
 from satchel.files.rules import StoredFile, new_id
@@ -34,6 +37,11 @@ from satchel.zipstream import Limits
 
 # An expired selection's link says 410 for this long, then it is forgotten (404).
 KEEP_EXPIRED = timedelta(days=1)
+# A CRC snapshot not kept again for this long is dropped (its folder or selection may
+# be gone): the next archive of an unchanged folder reads its files for their CRCs once
+# more, and keeps a new one.
+KEEP_SNAPSHOTS = timedelta(days=30)
+SAVE_SLICE = 2000  # CRCs saved in one statement
 
 
 @dataclass(frozen=True)
@@ -44,37 +52,80 @@ class Archives:
     store: CrcRepo
     limits: Limits = Limits()
     space: Space | None = None  # the photos root's room, for files written into folders
+    plans: Plans = field(default_factory=Plans)  # the latest folder plans, reused
 
     async def remember(self, folder: str, version: FileVersion, crc: int) -> None:
         """Cache the CRC of a file just written into a folder (it was computed on the way in)."""
         await self.store.save(folder, [CrcEntry(version, crc)])
 
     async def manifest(self, folder: str) -> Manifest:
-        """Scan the folder (stat only, no reads) and plan its archive."""
+        """Scan the folder (stat only, no reads) and plan its archive, in a thread."""
         if not FOLDER_RE.fullmatch(folder):
             raise ArchiveNotFound(folder=folder)
-        files, folder_mtime = await blocking(self.folders.scan, folder)
-        return build_manifest(folder, files, folder_mtime, self.limits)
+        return await blocking(self._plan, folder)
 
-    async def known_crcs(self, manifest: Manifest) -> list[int | None]:
-        """Each file's CRC where one is known: in its record, or in its folder's cache."""
+    def _plan(self, folder: str) -> Manifest:
+        files, folder_mtime = self.folders.scan(folder)
+        return build_manifest(folder, files, folder_mtime, self.limits, self.plans)
+
+    async def known_crcs(self, manifest: Manifest) -> Known:
+        """Each file's CRC where one is known: all of them from the archive's snapshot
+        while its ETag holds; else from the stored files' records, the snapshot (for the
+        files that did not change) and the folders' caches."""
+        snapshot = await self.store.snapshot(manifest.key)
+        whole = snapshot is not None and len(snapshot.crcs) == 4 * len(manifest.files)
+        if snapshot is not None and whole and snapshot.etag == manifest.etag:
+            return Known(crcs_of(snapshot), snapshot=True)
+        before = by_version(snapshot) if snapshot is not None else {}
         cached = {f: await self.store.load(f) for f in set(manifest.folders) if f is not None}
-        return [
-            crc if crc is not None or folder is None else cached[folder].get(source.version)
-            for source, folder, crc in zip(
-                manifest.files, manifest.folders, manifest.crcs, strict=True
-            )
-        ]
+        crcs: list[int | None] = []
+        for source, folder, crc in zip(
+            manifest.files, manifest.folders, manifest.crcs, strict=True
+        ):
+            if crc is None:
+                crc = before.get(source.version)
+            if crc is None and folder is not None:
+                crc = cached[folder].get(source.version)
+            crcs.append(crc)
+        return Known(crcs, snapshot=False)
 
-    async def save_crcs(self, manifest: Manifest, computed: Sequence[tuple[int, int]]) -> None:
-        """Cache the CRCs an archive computed, each under its folder."""
+    async def save_crcs(
+        self, manifest: Manifest, known: Known, computed: Sequence[tuple[int, int]]
+    ) -> None:
+        """Once every CRC is known, keep them in the archive's snapshot (one row, by
+        version); the CRCs computed go into their folders' caches too unless it is a
+        folder's archive, whose snapshot has them (a cold folder of 100,000 files
+        computes as many, and would write as many rows)."""
+        crcs = list(known.crcs)
+        for index, crc in computed:
+            crcs[index] = crc
+        complete = [c for c in crcs if c is not None]
+        if not known.snapshot and len(complete) == len(crcs):
+            snapshot = pack(manifest.etag, manifest.files, complete)
+            await self.store.keep_snapshot(manifest.key, snapshot)
+            if manifest.folders[:1] == (manifest.key,):
+                return
         by_folder: dict[str, list[CrcEntry]] = defaultdict(list)
         for index, crc in computed:
             folder = manifest.folders[index]
             if folder is not None:
                 by_folder[folder].append(CrcEntry(manifest.files[index].version, crc))
         for folder, entries in by_folder.items():
-            await self.store.save(folder, entries)
+            for at in range(0, len(entries), SAVE_SLICE):
+                await self.store.save(folder, entries[at : at + SAVE_SLICE])
+
+    async def purge(self) -> int:
+        """Forget snapshots not renewed for a while: of folders and selections gone."""
+        return await self.store.prune_snapshots(datetime.now(UTC) - KEEP_SNAPSHOTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """An archive's CRCs known before it is sent (None where not), and whether they came
+    from its snapshot."""
+
+    crcs: Sequence[int | None]
+    snapshot: bool
 
 
 class SelectionRepo(Protocol):
@@ -120,7 +171,7 @@ class Selections:
             new_id(), request.name, entries, now, now + timedelta(seconds=request.ttl)
         )
         await self.repo.insert(selection)
-        return selection, build_selection(f"m/{selection.id}", picked, self.archives.limits)
+        return selection, self._plan(selection, picked)
 
     async def get(self, selection_id: str) -> Selection:
         """404 for an unknown selection, 410 for an expired one."""
@@ -133,8 +184,11 @@ class Selections:
 
     async def manifest(self, selection: Selection) -> Manifest:
         """Plan its archive from what is there now; 409 naming an entry that is gone."""
-        picked = await self._pick(selection.entries, MemberGone)
-        return build_selection(f"m/{selection.id}", picked, self.archives.limits)
+        return self._plan(selection, await self._pick(selection.entries, MemberGone))
+
+    def _plan(self, selection: Selection, picked: Sequence[Picked]) -> Manifest:
+        label, key = f"m/{selection.id}", f"m/{selection_key(selection.id)}"
+        return build_selection(label, key, picked, self.archives.limits)
 
     async def delete(self, selection_id: str) -> bool:
         return await self.repo.delete(selection_id)

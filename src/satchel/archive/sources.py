@@ -13,6 +13,8 @@ from satchel.storage.base import (
     SourceFile,
     Storage,
     fetches_ahead,
+    read_all,
+    reads_whole,
     zero_copy,
 )
 
@@ -63,6 +65,11 @@ class MixedSources:
         self.folders = folders
         self.storage = storage
         self.fetch_ahead = folders.fetch_ahead if fetches_ahead(folders) else 0
+
+    def read_whole(self, source: SourceFile) -> bytes:
+        if not source.stored and reads_whole(self.folders):
+            return self.folders.read_whole(source)
+        return read_all(self.open(source), source)
 
     def open(self, source: SourceFile) -> Member:
         if not source.stored:

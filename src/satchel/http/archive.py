@@ -90,9 +90,10 @@ async def _stream(request: web.Request, plan: Plan, manifest: Manifest, sources:
     """Send the planned parts; after the headers, an error can only cut the connection."""
     archives, settings = request.app[ARCHIVES], request.app[SETTINGS]
     sink = ResponseSink.for_request(request, plan.response)
+    known = await archives.known_crcs(manifest)
     sender = ArchiveSender(
         manifest,
-        await archives.known_crcs(manifest),
+        known.crcs,
         sink,
         sources,
         chunk_size=settings.chunk_size,
@@ -105,7 +106,7 @@ async def _stream(request: web.Request, plan: Plan, manifest: Manifest, sources:
         metrics.CRC_HITS.inc(sender.cache_hits)
         metrics.CRC_MISSES.inc(len(sender.computed))
         try:
-            await archives.save_crcs(manifest, sender.computed)
+            await archives.save_crcs(manifest, known, sender.computed)
         except Exception:
             log.exception(
                 "Could not save %d CRCs of archive %s", len(sender.computed), manifest.label

@@ -99,7 +99,7 @@ class ResponseSink:
             shaper=download_shaper(request),
         )
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray) -> None:
         if self.shaper is None:
             return await self._write(data)
         view = memoryview(data)
@@ -108,7 +108,7 @@ class ResponseSink:
             await self._write(view[:allowed])
             view = view[allowed:]
 
-    async def _write(self, data: bytes | memoryview) -> None:
+    async def _write(self, data: bytes | bytearray | memoryview) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._response.write(data)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive.manifest import CrcEntry
-from satchel.metadata.tables import crc_cache
+from satchel.archive.snapshot import Snapshot
+from satchel.metadata.tables import crc_cache, crc_snapshots
 from satchel.storage.base import FileVersion
 
 
@@ -51,3 +53,32 @@ class SqlCrcRepo:
         ]
         async with self._engine.begin() as conn:
             await conn.execute(stmt, rows)
+
+    async def snapshot(self, key: str) -> Snapshot | None:
+        columns = (crc_snapshots.c.etag, crc_snapshots.c.crcs, crc_snapshots.c.versions)
+        query = select(*columns).where(crc_snapshots.c.label == key)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else Snapshot(row.etag, bytes(row.crcs), bytes(row.versions))
+
+    async def keep_snapshot(self, key: str, snapshot: Snapshot) -> None:
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(crc_snapshots).values(
+            label=key, etag=snapshot.etag, crcs=snapshot.crcs, versions=snapshot.versions
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[crc_snapshots.c.label],
+            set_={
+                "etag": stmt.excluded.etag,
+                "crcs": stmt.excluded.crcs,
+                "versions": stmt.excluded.versions,
+                "saved_at": func.now(),
+            },
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def prune_snapshots(self, before: datetime) -> int:
+        stmt = delete(crc_snapshots).where(crc_snapshots.c.saved_at < before)
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(stmt)).rowcount)

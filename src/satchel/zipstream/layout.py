@@ -17,6 +17,7 @@ unzipper — streaming ones included — reads.
 from __future__ import annotations
 
 import bisect
+import functools
 import struct
 import time
 import zlib
@@ -74,8 +75,8 @@ class Part(Enum):
     END = "end"
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+@dataclass(slots=True)  # not frozen: an archive makes two a member, and frozen's
+class Piece:  # __init__ costs three times as much
     """Bytes [start, stop) of one part; ``index`` is the entry (-1 for CENTRAL/END)."""
 
     part: Part
@@ -113,11 +114,6 @@ class _Entry:
         return VERSION_ZIP64 if self.zip64_size or self.zip64_offset else VERSION_DEFAULT
 
 
-def arrange(members: Sequence[Member], limits: Limits = Limits()) -> list[Member]:
-    """Order members by name (a folder's archive), then :func:`small_first`."""
-    return small_first(sorted(members, key=lambda m: m.name), limits)
-
-
 def small_first(members: Sequence[Member], limits: Limits = Limits()) -> list[Member]:
     """The members in their order, but never opening with a ZIP64 entry when avoidable.
 
@@ -151,6 +147,10 @@ class Layout:
             central_at += entry.central_len
         self.entries: tuple[_Entry, ...] = tuple(entries)
         self._starts = [e.offset for e in entries]
+        # Each entry's header records, their CRC 0, rendered the first time one is asked
+        # for: an archive sent again (a plan reused) renders none.
+        self._local: list[bytes | None] = [None] * len(entries)
+        self._central: list[bytes | None] = [None] * len(entries)
         self.central_offset = offset
         self.central_size = central_at
         self.zip64_end = (
@@ -193,12 +193,18 @@ class Layout:
         if not 0 <= start <= stop <= self.size:
             raise ValueError(f"range [{start}, {stop}) outside archive of {self.size} bytes")
         first = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        local, data = Part.LOCAL, Part.DATA
         for index in range(first, len(self.entries)):
             entry = self.entries[index]
-            if entry.offset >= stop:
+            at = entry.offset
+            if at >= stop:
                 return
-            yield from _clip(Part.LOCAL, index, entry.offset, entry.local_len, start, stop)
-            yield from _clip(Part.DATA, index, entry.data_at, entry.member.size, start, stop)
+            end = at + entry.local_len  # _clip inlined: this runs twice a member
+            if start < end and at < stop:
+                yield Piece(local, index, max(start, at) - at, min(stop, end) - at)
+            at, end = end, end + entry.member.size
+            if start < end and at < stop:
+                yield Piece(data, index, max(start, at) - at, min(stop, end) - at)
         yield from _clip(Part.CENTRAL, -1, self.central_offset, self.central_size, start, stop)
         yield from _clip(Part.END, -1, self.end_offset, self.end_size, start, stop)
 
@@ -212,6 +218,19 @@ class Layout:
     # -- rendering ---------------------------------------------------------------------
 
     def local_header(self, index: int, crc: int) -> bytes:
+        header = self._local[index]
+        if header is None:
+            header = self._local[index] = self._render_local(index)
+        return header[:14] + crc.to_bytes(4, "little") + header[18:]
+
+    def central_record(self, index: int, crc: int) -> bytes:
+        record = self._central[index]
+        if record is None:
+            record = self._central[index] = self._render_central(index)
+        return record[:16] + crc.to_bytes(4, "little") + record[20:]
+
+    def _render_local(self, index: int) -> bytes:
+        """The local header, its CRC 0 (bytes 14–17)."""
         entry = self.entries[index]
         size32 = _U32 if entry.zip64_size else entry.member.size
         zip64 = _zip64_extra(*((entry.member.size, entry.member.size) if entry.zip64_size else ()))
@@ -224,7 +243,7 @@ class Layout:
             0,  # stored
             dos_time,
             dos_date,
-            crc,
+            0,  # the CRC
             size32,
             size32,
             len(entry.name),
@@ -232,7 +251,8 @@ class Layout:
         )
         return head + entry.name + extra
 
-    def central_record(self, index: int, crc: int) -> bytes:
+    def _render_central(self, index: int) -> bytes:
+        """The central directory record, its CRC 0 (bytes 16–19)."""
         entry = self.entries[index]
         size = entry.member.size
         values: list[int] = [size, size] if entry.zip64_size else []
@@ -248,7 +268,7 @@ class Layout:
             0,
             dos_time,
             dos_date,
-            crc,
+            0,  # the CRC
             _U32 if entry.zip64_size else size,
             _U32 if entry.zip64_size else size,
             len(entry.name),
@@ -304,6 +324,7 @@ def _common_extras(entry: _Entry) -> bytes:
     return extra
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every header renders one; a folder repeats them
 def dos_datetime(mtime: int) -> tuple[int, int]:
     """(time, date) in MS-DOS format, UTC, clamped to 1980–2107."""
     t = time.gmtime(min(max(mtime, _DOS_EPOCH), _DOS_LAST))
