@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from satchel.archive.service import Archives, Selections
 from satchel.blocking import blocking
 from satchel.config import Settings
+from satchel.cors import Cors
 from satchel.files.service import FileStore, UploadLimits
+from satchel.http import cors as http_cors
 from satchel.http.checks import CheckCache
 from satchel.http.drain import Drain
 from satchel.http.keys import (
@@ -76,6 +78,8 @@ def create_app(
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxy)
     app[DRAIN] = drain = Drain()
     app[TALLIES] = tallies = Tallies()
+    if (cors := Cors.of(settings.cors_origin)) is not None:
+        http_cors.install(app, cors)
 
     async def drained(_app: web.Application) -> None:  # after SIGTERM, before cleanup
         await drain.wait(settings.drain_timeout)

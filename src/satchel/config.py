@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from satchel.cors import parse_origins
 from satchel.errors import ConfigError
 from satchel.links import MIN_SECRET
 from satchel.peers import parse_networks
@@ -110,6 +111,10 @@ def _list(value: Any) -> tuple[str, ...]:
     """A comma-separated list (env, .env) or a sequence (flags)."""
     items = value.split(",") if isinstance(value, str) else value
     return tuple(t.strip() for t in items if t.strip())
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    return parse_origins(_list(value))
 
 
 def _networks(value: Any) -> tuple[str, ...]:
@@ -219,6 +224,8 @@ class Settings:
     total_download_rate: int | None = _setting(None, _RATE)
     total_upload_rate: int | None = _setting(None, _RATE)
     burst: int = _setting(0, _number(int, ge=0, size=True))
+    # Origins whose pages may call Satchel (CORS); "*": any origin, downloads only
+    cors_origin: tuple[str, ...] = _setting((), _origins)
     trusted_proxy: tuple[str, ...] = _setting((), _networks)
     proxy_header: str = _setting("x-forwarded-for", _choice("x-forwarded-for", "forwarded"))
     max_connections_per_client: int | None = _setting(None, _number(int, ge=1, optional=True))

@@ -14,29 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, LiveServer, serving
+from tests.conftest import LiveServer, serving
 
 pytestmark = pytest.mark.interop
 
-CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed (it is in the dev extra)")
-    if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail("chromium is not installed (CI must install it in .ci/run)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

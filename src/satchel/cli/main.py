@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
         "--upload-token", action="append", help="token for uploads and deletes (repeatable)"
     )
     files.add_argument("--upload-token-file", help="file of upload tokens, one a line")
+    files.add_argument(
+        "--cors-origin", action="append", metavar="ORIGIN",
+        help="let pages of this origin call Satchel (repeatable); * : any, downloads only",
+    )  # fmt: skip
     files.add_argument("--max-upload-size", help="largest upload, e.g. 10G (default 10G)")
     files.add_argument("--disk-reserve", help="free space to keep, e.g. 256M (default 256M)")
     files.add_argument("--read-timeout", type=float, help="drop an upload stalled this long (60)")

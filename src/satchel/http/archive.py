@@ -18,6 +18,7 @@ from satchel.blocking import blocking
 from satchel.digests import parse_digests
 from satchel.errors import ArchiveNotFound, DigestMismatch, NotFound
 from satchel.files.rules import clean_filename
+from satchel.http.answers import json_answer
 from satchel.http.body import close_if_taken, json_body, request_body
 from satchel.http.files import authorize_upload, base_url, send_continue
 from satchel.http.headers import content_disposition
@@ -139,7 +140,7 @@ async def create_selection(request: web.Request) -> web.Response:
         "files": len(selection.entries),
         "expires_at": selection.expires_at.isoformat(),
     }
-    return web.json_response(answer, status=201, headers={"Location": url})
+    return json_answer(answer, status=201, headers={"Location": url})
 
 
 async def delete_selection(request: web.Request) -> web.Response:
@@ -186,7 +187,7 @@ async def put_member(request: web.Request) -> web.Response:
         "crc32": temp.crc32,
         "archive": f"{base_url(request)}/archive/{folder}/",
     }
-    return close_if_taken(request, web.json_response(body, status=200 if existed else 201))
+    return close_if_taken(request, json_answer(body, status=200 if existed else 201))
 
 
 async def delete_member(request: web.Request) -> web.Response:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from satchel.errors import FileNotFound
 from satchel.files.rules import ID_RE, StoredFile, describe
 from satchel.files.service import FileStore
+from satchel.http.answers import dumps
 
 _SIZE = 10_000
 
@@ -67,9 +67,7 @@ class CheckCache:
         entry.expires = record.expires_at.timestamp()
         body = entry.bodies.get(base)
         if body is None:
-            body = entry.bodies[base] = json.dumps(
-                describe(record, base), ensure_ascii=False
-            ).encode()
+            body = entry.bodies[base] = dumps(describe(record, base)).encode()
         return body
 
     def forget(self, file_id: str) -> None:

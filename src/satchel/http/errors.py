@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import html
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from satchel.errors import (
 )
 from satchel.http import requestid
 from satchel.http.accesslog import STARTED
+from satchel.http.answers import dumps
 from satchel.http.body import close_if_taken
 from satchel.http.keys import TRUSTED_PROXIES
 from satchel.metadata.db import database_full
@@ -92,7 +92,7 @@ def render_error(
         web.Response(
             status=status,
             reason=_REASONS.get(status),
-            text=json.dumps(payload, ensure_ascii=False),
+            text=dumps(payload),
             content_type="application/json",
             headers=headers,
         ),

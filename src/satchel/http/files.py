@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import hmac
 import html
-import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from email.policy import default as email_policy
@@ -27,8 +25,17 @@ from satchel.errors import (
     Unauthorized,
 )
 from satchel.files.intake import ChunkBody
-from satchel.files.rules import ID_RE, Retention, StoredFile, describe, media_type, retention
+from satchel.files.rules import (
+    ID_RE,
+    Retention,
+    StoredFile,
+    describe,
+    links,
+    media_type,
+    retention,
+)
 from satchel.files.service import FileStore
+from satchel.http.answers import json_answer, wants_text
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
 from satchel.http.keys import CHECKS, DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
@@ -40,7 +47,7 @@ from satchel.ranges import Validators
 from satchel.storage.base import Presigning, Reader
 
 log = logging.getLogger("satchel.files")
-_dumps = functools.partial(json.dumps, ensure_ascii=False)
+PLAIN_ANSWER = web.RequestKey("plain_answer", bool)  # PUT /<name>: text unless asked
 
 
 # -- shared ----------------------------------------------------------------------------
@@ -123,6 +130,13 @@ def _form_errors() -> Iterator[None]:
 # -- upload ----------------------------------------------------------------------------
 
 
+async def put_plain(request: web.Request) -> web.Response:
+    """PUT /<name>, transfer.sh's `curl --upload-file photo.jpg http://satchel/`: an
+    upload whose answer is its download link as text, unless JSON is asked for."""
+    request[PLAIN_ANSWER] = True
+    return await upload(request)
+
+
 async def upload(request: web.Request) -> web.Response:
     """POST /files/ and /upload/: the body is the file, or multipart/form-data `file` parts."""
     authorize_upload(request)
@@ -187,11 +201,18 @@ async def _upload_form(request: web.Request, kept: Retention) -> web.Response:
 def _created(
     request: web.Request, stored: list[tuple[StoredFile, str]], *, single: bool
 ) -> web.Response:
+    """201 with each file's JSON; or, to a client that asks for text/plain (and by
+    default on ``PUT /<name>``, as transfer.sh does), the download links alone, a line
+    each. The first file's links are in ``Location`` and ``X-Url-Delete``."""
     base = base_url(request)
+    first = links(base, stored[0][0].id, stored[0][1])
+    headers = {"Location": first["download"], "X-Url-Delete": first["delete"]}
+    if wants_text(request, default=request.get(PLAIN_ANSWER, False)):
+        urls = "".join(f"{links(base, record.id)['download']}\n" for record, _ in stored)
+        return web.Response(status=201, text=urls, content_type="text/plain", headers=headers)
     described = [describe(record, base, token) for record, token in stored]
     body: object = described[0] if single else {"files": described}
-    location = f"{base}/files/{stored[0][0].id}/"
-    return web.json_response(body, status=201, headers={"Location": location}, dumps=_dumps)
+    return json_answer(body, status=201, headers=headers)
 
 
 # -- check, download, delete -----------------------------------------------------------

@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.archive.service import Archives, Selections
 from satchel.config import Settings
+from satchel.cors import Cors
 from satchel.files.service import FileStore
 from satchel.http.checks import CheckCache
 from satchel.http.drain import Drain
@@ -31,3 +32,4 @@ TALLIES = web.AppKey("tallies", Tallies)
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
 LINK_SECRETS = web.AppKey("link_secrets", tuple[bytes, ...])  # the first signs, all verify
 CLIENT = web.RequestKey("client", str)
+CORS = web.AppKey("cors", Cors)  # set only with --cors-origin

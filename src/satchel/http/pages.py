@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from satchel.blocking import blocking
 from satchel.errors import InsufficientStorage
+from satchel.http.answers import json_answer
 from satchel.http.keys import DRAIN, ENGINE, FILESTORE, INDEX_HTML, OPENAPI_JSON, PAGE_JS
 
 
@@ -31,7 +32,7 @@ async def favicon(_request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     await _database_answers(request.app)
-    return web.json_response({"status": "ok"})
+    return json_answer({"status": "ok"})
 
 
 async def _database_answers(app: web.Application) -> None:
@@ -71,7 +72,7 @@ async def readyz(request: web.Request) -> web.Response:
         except Exception as exc:
             checks[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
     ready = all(result == "ok" for result in checks.values())
-    return web.json_response(
+    return json_answer(
         {"ready": ready, "checks": checks},
         status=200 if ready else 503,
         headers={"Cache-Control": "no-store"},

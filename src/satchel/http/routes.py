@@ -7,7 +7,7 @@ from aiohttp import web, web_response
 from aiohttp.typedefs import Handler
 
 from satchel.errors import ArchiveNotFound, MethodNotAllowed, NotFound
-from satchel.http import archive, files, pages, tus
+from satchel.http import archive, cors, files, pages, tus
 from satchel.http.errors import catalogued
 from satchel.http.keys import TALLIES
 from satchel.http.limits import limited
@@ -64,6 +64,7 @@ def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> No
     # transfer.sh style: `curl -T photo.jpg http://satchel/files/` PUTs /files/photo.jpg
     # (any name: aiohttp's plain {name} stops at "{" and "}")
     uploads("PUT", "/files/{name:[^/]+}", files.upload)
+    uploads("PUT", "/{name:[^/]+}", files.put_plain)  # curl --upload-file f http://satchel/
     add("GET", "/check/{id}", files.check)
     add("GET", "/files/{id}/", files.download)
     add("GET", "/files/{id}", files.download)  # the link without its slash
@@ -83,6 +84,8 @@ def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> No
 
 async def unrouted(request: web.Request) -> web.StreamResponse:
     """405 with Allow where the path exists for other methods, else 404."""
+    if (answer := cors.preflight(request)) is not None:
+        return answer
     allowed: set[str] = set()
     for resource in request.app.router.resources():
         match, methods = await resource.resolve(request)

@@ -21,6 +21,7 @@ from satchel.errors import (
     UnsupportedMediaType,
 )
 from satchel.files.rules import links
+from satchel.http import cors
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.files import authorize_upload, base_url, retention_for, send_continue
 from satchel.http.keys import SETTINGS, TUSSTORE
@@ -83,6 +84,9 @@ async def _state(request: web.Request, upload: Upload) -> dict[str, str]:
 
 @speaks_tus
 async def options(request: web.Request) -> web.StreamResponse:
+    """tus's discovery; or, from a browser, a CORS preflight."""
+    if (answer := cors.preflight(request)) is not None:
+        return answer
     return web.Response(
         status=204,
         headers={
