@@ -18,6 +18,8 @@ from satchel.blocking import blocking
 from satchel.config import Settings
 from satchel.cors import Cors
 from satchel.files.service import FileStore, UploadLimits
+from satchel.hooks.rules import parse_secret
+from satchel.hooks.service import Hooks
 from satchel.http import cors as http_cors
 from satchel.http.checks import CheckCache
 from satchel.http.drain import Drain
@@ -44,6 +46,7 @@ from satchel.http.routes import setup_routes
 from satchel.metadata.crc import SqlCrcRepo
 from satchel.metadata.db import create_engine, migrate
 from satchel.metadata.files import SqlFileRepo
+from satchel.metadata.hooks import SqlHookOutbox
 from satchel.metadata.leases import SqlLeases
 from satchel.metadata.locks import PgLocks
 from satchel.metadata.selections import SqlSelectionRepo
@@ -101,6 +104,7 @@ def create_app(
             backend = await blocking(
                 storage or (lambda _data: open_storage(settings)), settings.data
             )
+            hooks = _hooks(settings, engine)
             app[FILESTORE] = store = FileStore(
                 SqlFileRepo(engine),
                 backend,
@@ -111,6 +115,7 @@ def create_app(
                     uploads.unfinished_rest,
                     Ballast(settings.data / "ballast"),
                 ),
+                events=hooks,
             )
             await store.space.refill()
             app[CHECKS] = CheckCache(store)
@@ -137,13 +142,18 @@ def create_app(
             app[DELETE_HTML] = (await blocking(_read_page, "delete.html")).decode()
             app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
             app[PAGE_JS] = await blocking(_read_page, "satchel.js")
-            housekeeping = asyncio.create_task(
-                _purge_every(purge, store.space, sweeping, settings.purge_interval)
-            )
+            background = [
+                asyncio.create_task(
+                    _purge_every(purge, store.space, sweeping, settings.purge_interval)
+                )
+            ]
+            if hooks is not None:
+                background.append(asyncio.create_task(hooks.run()))
             yield
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if isinstance(locks, PgLocks):
                 await locks.close()
         finally:
@@ -217,6 +227,13 @@ def _sweeping(settings: Settings, engine: AsyncEngine) -> Callable[[], Awaitable
     leases = SqlLeases(engine)
     name, seconds = f"sweep {settings.storage}", 3 * settings.purge_interval
     return lambda: leases.take(name, seconds)
+
+
+def _hooks(settings: Settings, engine: AsyncEngine) -> Hooks | None:
+    if not settings.hook_url or settings.hook_secret is None:
+        return None
+    key = parse_secret(settings.hook_secret)
+    return Hooks(SqlHookOutbox(engine), settings.hook_url, key, settings.hook_retry_seconds)
 
 
 async def _always() -> bool:

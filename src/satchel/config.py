@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from satchel.cors import parse_origins
 from satchel.errors import ConfigError
+from satchel.hooks.rules import parse_secret
 from satchel.links import MIN_SECRET
 from satchel.peers import parse_networks
 from satchel.storage.s3 import S3Location  # boto3 is imported only to make a client
@@ -111,6 +112,21 @@ def _list(value: Any) -> tuple[str, ...]:
     """A comma-separated list (env, .env) or a sequence (flags)."""
     items = value.split(",") if isinstance(value, str) else value
     return tuple(t.strip() for t in items if t.strip())
+
+
+def _hook_urls(value: Any) -> tuple[str, ...]:
+    urls = _list(value)
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://: {url!r}")
+    return urls
+
+
+def _hook_secret(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    parse_secret(str(value))
+    return str(value)
 
 
 def _origins(value: Any) -> tuple[str, ...]:
@@ -224,6 +240,10 @@ class Settings:
     total_download_rate: int | None = _setting(None, _RATE)
     total_upload_rate: int | None = _setting(None, _RATE)
     burst: int = _setting(0, _number(int, ge=0, size=True))
+    # Webhooks: endpoints told of files stored, deleted and expired, and uploads started
+    hook_url: tuple[str, ...] = _setting((), _hook_urls)
+    hook_secret: str | None = _setting(None, _hook_secret, secret=True)
+    hook_retry_seconds: float = _setting(10.0, _number(float, gt=0, le=3600))
     # Origins whose pages may call Satchel (CORS); "*": any origin, downloads only
     cors_origin: tuple[str, ...] = _setting((), _origins)
     trusted_proxy: tuple[str, ...] = _setting((), _networks)
@@ -366,6 +386,8 @@ def check_paths(settings: Settings) -> None:
         except OSError as exc:
             raise ConfigError(f"--upload-token-file: cannot read it: {exc}") from exc
     check_link_secrets(settings)
+    if settings.hook_url and settings.hook_secret is None:
+        raise ConfigError("--hook-url needs --hook-secret (whsec_ and base64), to sign events")
     if settings.limits_redis is not None:
         import redis
 

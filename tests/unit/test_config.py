@@ -94,6 +94,18 @@ def test_upload_tokens_from_flags_env_and_file(
     assert "gamma" not in repr(load_settings())
 
 
+def test_webhooks_need_a_secret_to_sign_with(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    settings = load_settings(photos=tmp_path / "p", hook_url="http://127.0.0.1:9/hooks")
+    with pytest.raises(ConfigError, match="--hook-secret"):
+        check_paths(settings)
+
+
+def test_cors_origins_are_kept_as_browsers_send_them() -> None:
+    settings = load_settings(cors_origin="HTTPS://CMS.Example:8443/, *")
+    assert settings.cors_origin == ("https://cms.example:8443", "*")
+
+
 def test_default_retention_must_fit_the_maximum(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     with pytest.raises(ConfigError, match="--default-max-days"):
@@ -123,6 +135,9 @@ def test_speed_limits_take_suffixes_and_lists(
         ({"trusted_proxy": ("10.0.0.0/33",)}, "10.0.0.0/33"),
         ({"max_connections_per_client": 0}, "--max-connections-per-client"),
         ({"proxy_header": "x-real-ip"}, "--proxy-header"),
+        ({"cors_origin": ("https://cms.example/path",)}, "--cors-origin"),
+        ({"hook_url": ("ftp://h/",)}, "--hook-url"),
+        ({"hook_secret": "whsec_c2hvcnQ="}, "--hook-secret"),  # 5 bytes
     ],
 )
 def test_bad_limits_are_refused(overrides: dict[str, object], fragment: str) -> None:

@@ -35,9 +35,9 @@ def by_version(snapshot: Snapshot) -> dict[FileVersion, int]:
     """Each CRC by the version of its file: what a changed folder's files that did not
     change still have."""
     crcs = crcs_of(snapshot)
-    cut = len(crcs) * _STAT.size
     if not crcs:
         return {}
+    cut = len(crcs) * _STAT.size
     names = snapshot.versions[cut:].decode("utf-8", "surrogatepass").split("\0")
     stats = _STAT.iter_unpack(snapshot.versions[:cut])
     return {

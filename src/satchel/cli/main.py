@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         "--upload-token", action="append", help="token for uploads and deletes (repeatable)"
     )
     files.add_argument("--upload-token-file", help="file of upload tokens, one a line")
+    hooks = serve.add_argument_group("webhooks")
+    hooks.add_argument("--hook-url", action="append", help="POST events here (repeatable)")
+    hooks.add_argument("--hook-secret", help="whsec_<base64>: the key events are signed with")
+    hooks.add_argument(
+        "--hook-retry-seconds", type=float, help="first wait before trying again, doubling (10)"
+    )
     files.add_argument(
         "--cors-origin", action="append", metavar="ORIGIN",
         help="let pages of this origin call Satchel (repeatable); * : any, downloads only",

@@ -161,9 +161,9 @@ def links(base: str, file_id: str, delete_token: str | None = None) -> dict[str,
     return result
 
 
-def describe(record: StoredFile, base: str, delete_token: str | None = None) -> dict[str, object]:
-    """The JSON a client sees for a stored file."""
-    body: dict[str, object] = {
+def event_data(record: StoredFile) -> dict[str, object]:
+    """A stored file as a webhook tells it: without links, which need a request's origin."""
+    return {
         "id": record.id,
         "name": record.name,
         "size": record.size,
@@ -172,8 +172,13 @@ def describe(record: StoredFile, base: str, delete_token: str | None = None) -> 
         "created_at": record.created_at.isoformat(),
         "expires_at": record.expires_at.isoformat(),
         "downloads_left": record.downloads_left,
-        "links": links(base, record.id, delete_token),
     }
+
+
+def describe(record: StoredFile, base: str, delete_token: str | None = None) -> dict[str, object]:
+    """The JSON a client sees for a stored file."""
+    body = event_data(record)
+    body["links"] = links(base, record.id, delete_token)
     if delete_token is not None:
         body["delete_token"] = delete_token
     return body

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from satchel import metrics
 from satchel.blocking import blocking, taken
@@ -34,6 +34,7 @@ from satchel.files.rules import (
     Retention,
     StoredFile,
     display_name,
+    event_data,
     expiry,
     new_delete_token,
     new_id,
@@ -71,6 +72,12 @@ class UploadLimits:
         return self.max_upload_size if length is None else length
 
 
+class Events(Protocol):
+    """Where what happens to files is told (webhooks): ``satchel.hooks.rules.EVENTS``."""
+
+    async def emit(self, event_type: str, data: dict[str, object]) -> None: ...
+
+
 class FileStore:
     def __init__(
         self,
@@ -78,11 +85,17 @@ class FileStore:
         storage: Storage,
         limits: UploadLimits,
         space: Space | None = None,
+        events: Events | None = None,
     ) -> None:
         self.repo = repo
         self.storage = storage
         self.limits = limits
         self.space = space or Space(storage.free_bytes, limits.disk_reserve)
+        self.events = events
+
+    async def emit(self, event_type: str, data: dict[str, object]) -> None:
+        if self.events is not None:
+            await self.events.emit(event_type, data)
 
     # -- admission, before any byte is read -------------------------------------------
 
@@ -168,6 +181,7 @@ class FileStore:
         """The last step of a store: after it, the file is visible."""
         await self.repo.insert(record, token_digest(delete_token))
         metrics.FILES_STORED.inc()
+        await self.emit("file.stored", event_data(record))
         log.info(
             "Stored %s (%d bytes, sha256 %s) as %s",
             record.name,
@@ -272,6 +286,7 @@ class FileStore:
         await blocking(self.storage.remove, file_id)
         await self.space.freeing(lambda: self.repo.delete(file_id, digest))
         metrics.FILES_DELETED.inc()
+        await self.emit("file.deleted", {"id": file_id})
         return True
 
     # -- housekeeping ----------------------------------------------------------------
@@ -283,6 +298,8 @@ class FileStore:
             await blocking(self.storage.remove, file_id)
         stale = time.time() - 2 * self.limits.read_timeout - 60
         await blocking(self.storage.sweep_temp, stale)
+        for file_id in ids:
+            await self.emit("file.expired", {"id": file_id})
         if ids:
             metrics.FILES_EXPIRED.inc(len(ids))
             log.info("Purged %d expired or used-up files", len(ids))

@@ -13,6 +13,8 @@ from satchel.http.keys import TALLIES
 from satchel.http.limits import limited
 from satchel.http.observe import measured, scrape
 
+ANY_NAME = "/{name:[^/]+}"  # transfer.sh's PUT /<name>
+
 
 def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> None:
     """Every route's handler is wrapped: errors answered from the catalogue; with
@@ -64,7 +66,7 @@ def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> No
     # transfer.sh style: `curl -T photo.jpg http://satchel/files/` PUTs /files/photo.jpg
     # (any name: aiohttp's plain {name} stops at "{" and "}")
     uploads("PUT", "/files/{name:[^/]+}", files.upload)
-    uploads("PUT", "/{name:[^/]+}", files.put_plain)  # curl --upload-file f http://satchel/
+    uploads("PUT", ANY_NAME, files.put_plain)  # curl --upload-file f http://satchel/
     add("GET", "/check/{id}", files.check)
     add("GET", "/files/{id}/", files.download)
     add("GET", "/files/{id}", files.download)  # the link without its slash
@@ -88,6 +90,8 @@ async def unrouted(request: web.Request) -> web.StreamResponse:
         return answer
     allowed: set[str] = set()
     for resource in request.app.router.resources():
+        if resource.canonical == "/{name}":  # ANY_NAME: a PUT to any name is an upload
+            continue
         match, methods = await resource.resolve(request)
         if match is None:
             allowed |= methods

@@ -107,3 +107,20 @@ selections = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("selections_expires_at", "expires_at"),
 )
+
+# Webhook deliveries not yet made (satchel.hooks): one row an event an endpoint, written
+# when the event happens, removed once the endpoint said 2xx. A try claims its row until
+# ``claimed_until``, so one instance sends it at a time.
+hook_outbox = Table(
+    "hook_outbox",
+    metadata,
+    Column("id", Text, primary_key=True),  # the webhook-id
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("tries", Integer, nullable=False, server_default="0"),
+    Column("next_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Index("hook_outbox_next_at", "next_at"),
+)

@@ -1,0 +1,114 @@
+"""Webhooks: events written to the outbox when they happen (the request that caused one
+waits only for that row), and sent from it by a loop in every process: at least once,
+each try signed, failed ones again after a doubling wait, for up to three days."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import aiohttp
+
+from satchel.hooks.rules import (
+    Delivery,
+    event_body,
+    new_message_id,
+    retry_after,
+    signed_headers,
+)
+
+log = logging.getLogger("satchel.hooks")
+
+GIVE_UP = timedelta(days=3)
+LEASE = timedelta(seconds=60)  # a claimed delivery is another's to try after this
+TIMEOUT = 10.0  # seconds an endpoint has to answer
+BATCH = 20  # deliveries claimed, and tried at once
+
+
+class Outbox(Protocol):
+    """Where deliveries wait (``metadata/hooks.py``): claimed by one sender at a time."""
+
+    async def add(self, deliveries: Sequence[tuple[str, str, str]], now: datetime) -> None: ...
+
+    async def claim(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]: ...
+
+    async def delivered(self, delivery_id: str) -> None: ...
+
+    async def retry(self, delivery_id: str, tries: int, at: datetime, error: str) -> None: ...
+
+
+class Hooks:
+    """The endpoints, the key events are signed with, and the outbox between them."""
+
+    def __init__(
+        self, outbox: Outbox, urls: Sequence[str], key: bytes, first_retry: float = 10.0
+    ) -> None:
+        self.outbox = outbox
+        self.urls = tuple(urls)
+        self.key = key
+        self.first_retry = first_retry
+        self._wake = asyncio.Event()
+
+    async def emit(self, event_type: str, data: dict[str, object]) -> None:
+        """Write the event for every endpoint; it is sent soon after, by this process's
+        loop or another's. A failure to write is logged, never the caller's."""
+        now = datetime.now(UTC)
+        body = event_body(event_type, data, now)
+        try:
+            await self.outbox.add([(new_message_id(), url, body) for url in self.urls], now)
+        except Exception:
+            log.exception("Could not keep the %s event for the webhooks", event_type)
+            return
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send what is due, until cancelled; between rounds, wait a second or for an
+        event of this process."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http:
+            while True:
+                try:
+                    sent = await self._round(http)
+                except Exception:
+                    log.exception("Sending webhooks failed; trying again in 1 s")
+                    sent = 0
+                if sent < BATCH:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), 1.0)
+
+    async def _round(self, http: aiohttp.ClientSession) -> int:
+        now = datetime.now(UTC)
+        due = await self.outbox.claim(now, now + LEASE, BATCH)
+        await asyncio.gather(*(self._try(http, delivery) for delivery in due))
+        return len(due)
+
+    async def _try(self, http: aiohttp.ClientSession, delivery: Delivery) -> None:
+        body = delivery.body.encode()
+        headers = signed_headers(self.key, delivery.id, body, time.time())
+        headers["Content-Type"] = "application/json"
+        try:
+            async with http.post(delivery.url, data=body, headers=headers) as answer:
+                status = answer.status
+                await answer.read()
+            error = "" if 200 <= status < 300 else f"HTTP {status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if not error:
+            await self.outbox.delivered(delivery.id)
+            return
+        tries = delivery.tries + 1
+        now = datetime.now(UTC)
+        if now - delivery.created_at > GIVE_UP:
+            await self.outbox.delivered(delivery.id)  # out of the outbox: given up
+            log.error("Webhook %s to %s given up after %d tries: %s",
+                      delivery.id, delivery.url, tries, error)  # fmt: skip
+            return
+        wait = retry_after(tries, self.first_retry)
+        log.warning("Webhook %s to %s failed (%s); try %d in %g s",
+                    delivery.id, delivery.url, error, tries + 1, wait)  # fmt: skip
+        await self.outbox.retry(delivery.id, tries, now + timedelta(seconds=wait), error)
