@@ -185,3 +185,10 @@ def test_plans_are_kept_by_key_and_etag_and_bounded_by_members() -> None:
     assert plans.get("a", touched.etag) is touched
     build_manifest("huge", folder("huge", 11), 0, plans=plans)  # more than it may hold
     assert plans.get("b", b.etag) is b
+
+
+def test_an_empty_member_has_no_data_piece() -> None:
+    layout = Layout([Member("a", 3, 0), Member("empty", 0, 0), Member("b", 2, 0)])
+    parts = [(p.part, p.index) for p in layout.pieces(0, layout.size)]
+    assert (Part.DATA, 1) not in parts and (Part.LOCAL, 1) in parts
+    assert all(p.length > 0 for p in layout.pieces(0, layout.size))

@@ -200,11 +200,13 @@ class Layout:
             if at >= stop:
                 return
             end = at + entry.local_len  # _clip inlined: this runs twice a member
-            if start < end and at < stop:
-                yield Piece(local, index, max(start, at) - at, min(stop, end) - at)
+            lo, hi = max(start, at), min(stop, end)
+            if lo < hi:
+                yield Piece(local, index, lo - at, hi - at)
             at, end = end, end + entry.member.size
-            if start < end and at < stop:
-                yield Piece(data, index, max(start, at) - at, min(stop, end) - at)
+            lo, hi = max(start, at), min(stop, end)
+            if lo < hi:
+                yield Piece(data, index, lo - at, hi - at)
         yield from _clip(Part.CENTRAL, -1, self.central_offset, self.central_size, start, stop)
         yield from _clip(Part.END, -1, self.end_offset, self.end_size, start, stop)
 
