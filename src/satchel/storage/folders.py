@@ -34,6 +34,18 @@ def _inside(root: str, path: str) -> bool:
     return os.path.commonpath([root, path]) == root
 
 
+def _check(version: FileVersion, st: os.stat_result) -> None:
+    """``ArchiveChanged`` unless an open file is still ``version``."""
+    if st.st_nlink == 0:
+        raise ArchiveChanged(f"{version.name} was removed while the archive was being sent")
+    if (st.st_size, st.st_mtime_ns, _signed(st.st_ino)) != (
+        version.size,
+        version.mtime_ns,
+        version.inode,
+    ):
+        raise ArchiveChanged(f"{version.name} changed while the archive was being sent")
+
+
 class LocalMember(FileReader):
     """A member's file, checked against the version it was listed as."""
 
@@ -49,12 +61,7 @@ class LocalMember(FileReader):
         return os.preadv(self.fileno(), [view], offset)
 
     def verify(self) -> None:
-        v = self.version
-        st = os.fstat(self.fileno())
-        if st.st_nlink == 0:
-            raise ArchiveChanged(f"{v.name} was removed while the archive was being sent")
-        if (st.st_size, st.st_mtime_ns, _signed(st.st_ino)) != (v.size, v.mtime_ns, v.inode):
-            raise ArchiveChanged(f"{v.name} changed while the archive was being sent")
+        _check(self.version, os.fstat(self.fileno()))
 
 
 class LocalFolders:
@@ -111,9 +118,8 @@ class LocalFolders:
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        if st.st_nlink == 0 or len(body) != v.size:
-            raise ArchiveChanged(f"{v.name} changed while the archive was being sent")
-        if (st.st_size, st.st_mtime_ns, _signed(st.st_ino)) != (v.size, v.mtime_ns, v.inode):
+        _check(v, st)
+        if len(body) != v.size:
             raise ArchiveChanged(f"{v.name} changed while the archive was being sent")
         return body
 
