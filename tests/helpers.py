@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mmap
 import os
 import random
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 NASTY_NAMES = [
@@ -92,3 +95,32 @@ def selection_url(server_url: str, entries: list[dict[str, str]]) -> str:
     assert status == 201, answer
     url: str = json.loads(answer)["url"]
     return url
+
+
+def share_url(server_url: str, files: dict[str, bytes]) -> tuple[str, dict[str, bytes]]:
+    """A new share of these files, uploaded in order: its "download all" link, and the
+    files by the name each has there (the last segment of its path)."""
+    status, _headers, answer = call("POST", f"{server_url}/shares/", b"{}")
+    assert status == 201, answer
+    share = json.loads(answer)
+    joining = {"Satchel-Share": share["id"], "Satchel-Share-Token": share["owner_token"]}
+    named = {}
+    for path, data in files.items():
+        name = path.rsplit("/", 1)[-1]
+        url = f"{server_url}/files/?name={urllib.parse.quote(name)}"
+        status, _headers, answer = call("POST", url, data, joining)
+        assert status == 201, answer
+        named[name] = data
+    return f"{share['url']}all.zip", named
+
+
+async def eventually(
+    check: Callable[[], Awaitable[object]], seconds: float = 10, what: str = "the condition"
+) -> object:
+    """``check()``'s first true answer, asked every 50 ms for up to ``seconds``: for what
+    the server records once the last byte is out, perhaps just after the client has it."""
+    deadline = time.monotonic() + seconds
+    while not (answer := await check()):
+        assert time.monotonic() < deadline, f"{what} did not hold within {seconds:g} s"
+        await asyncio.sleep(0.05)
+    return answer

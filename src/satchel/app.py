@@ -36,6 +36,9 @@ from satchel.http.keys import (
     PAGE_JS,
     SELECTIONS,
     SETTINGS,
+    SHARE_HTML,
+    SHARE_JS,
+    SHARES,
     TALLIES,
     THROTTLE,
     TRUSTED_PROXIES,
@@ -50,9 +53,12 @@ from satchel.metadata.hooks import SqlHookOutbox
 from satchel.metadata.leases import SqlLeases
 from satchel.metadata.locks import PgLocks
 from satchel.metadata.selections import SqlSelectionRepo
+from satchel.metadata.shares import SqlShareRepo
 from satchel.metadata.tus import SqlUploadRepo
 from satchel.metrics import Tallies
 from satchel.peers import parse_networks
+from satchel.shares.rules import Bounds
+from satchel.shares.service import Shares
 from satchel.space import Ballast, Space
 from satchel.storage.base import Folders, Storage, UploadLocks
 from satchel.storage.folders import LocalFolders
@@ -105,6 +111,7 @@ def create_app(
                 storage or (lambda _data: open_storage(settings)), settings.data
             )
             hooks = _hooks(settings, engine)
+            share_repo = SqlShareRepo(engine)
             app[FILESTORE] = store = FileStore(
                 SqlFileRepo(engine),
                 backend,
@@ -116,6 +123,7 @@ def create_app(
                     Ballast(settings.data / "ballast"),
                 ),
                 events=hooks,
+                shares=share_repo,
             )
             await store.space.refill()
             app[CHECKS] = CheckCache(store)
@@ -127,9 +135,11 @@ def create_app(
             app[SELECTIONS] = selections = Selections(
                 archives, SqlSelectionRepo(engine), store.repo, backend
             )
+            app[SHARES] = shares = Shares(share_repo, store, _bounds(settings), limits)
 
             async def purge() -> None:
                 await tus.purge()
+                await shares.purge()
                 await store.purge()
                 await selections.purge()
                 await archives.purge()
@@ -140,6 +150,8 @@ def create_app(
                 await store.sweep_orphans()
             app[INDEX_HTML] = await blocking(_read_page, "index.html")
             app[DELETE_HTML] = (await blocking(_read_page, "delete.html")).decode()
+            app[SHARE_HTML] = (await blocking(_read_page, "share.html")).decode()
+            app[SHARE_JS] = await blocking(_read_page, "share.js")
             app[OPENAPI_JSON] = await blocking(_read_page, "openapi.json")
             app[PAGE_JS] = await blocking(_read_page, "satchel.js")
             background = [
@@ -164,6 +176,15 @@ def create_app(
         app.cleanup_ctx.append(lambda _app: _flushing(tallies))
     setup_routes(app, per_client=rates.per_client, metrics=settings.metrics)
     return app
+
+
+def _bounds(settings: Settings) -> Bounds:
+    return Bounds(
+        settings.default_max_days,
+        settings.max_days,
+        settings.default_max_downloads,
+        settings.max_downloads,
+    )
 
 
 def _throttle(app: web.Application, redis_url: str | None, rates: Rates) -> Throttle:

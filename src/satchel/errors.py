@@ -13,16 +13,20 @@ renders them as JSON or HTML in one middleware.
     ├── Unauthorized        401
     ├── Forbidden           403
     │   ├── BadSignature    403 (a signed link's signature does not match)
-    │   └── UnsignedLink    403 (--require-signed-archives)
+    │   ├── UnsignedLink    403 (--require-signed-archives)
+    │   ├── PasswordRequired 403 (a share with a password, none given)
+    │   └── WrongPassword   403
     ├── NotFound            404
     │   ├── ArchiveNotFound 404 (HTML page for browsers, bilingual)
     │   ├── FileNotFound    404
+    │   ├── ShareNotFound   404 (unknown, expired, used up or deleted)
     │   └── UploadNotFound  404 (tus: unknown, expired or terminated)
     ├── MethodNotAllowed    405
     ├── RequestTimeout      408
     ├── Conflict            409 (tus: Upload-Offset mismatch)
     │   ├── DownloadsInProgress 409 (every download left is running)
-    │   └── MemberGone      409 (a selection's file was removed: which one, in ``entry``)
+    │   ├── MemberGone      409 (a selection's file was removed: which one, in ``entry``)
+    │   └── ShareClosed     409 (a closed or full share takes no more files)
     ├── LinkExpired         410 (a signed link past its expiry)
     ├── PreconditionFailed  412
     ├── PayloadTooLarge     413
@@ -105,6 +109,16 @@ class UnsignedLink(Forbidden):
     message = "This server serves archives only by signed links (?expires=…&sig=…)."
 
 
+class PasswordRequired(Forbidden):
+    code = "password_required"
+    message = "This share has a password: give it (Satchel-Share-Password for programs)."
+
+
+class WrongPassword(Forbidden):
+    code = "wrong_password"
+    message = "That is not this share's password."
+
+
 class NotFound(SatchelError):
     code = "not_found"
     status = 404
@@ -120,6 +134,11 @@ class ArchiveNotFound(NotFound):
 class FileNotFound(NotFound):
     code = "file_not_found"
     message = "No such file: the id is unknown, or the file expired, was used up or was deleted."
+
+
+class ShareNotFound(NotFound):
+    code = "share_not_found"
+    message = "No such share: the link is wrong, or the share expired, was used up or deleted."
 
 
 class UploadNotFound(NotFound):
@@ -168,6 +187,11 @@ class DownloadsInProgress(Conflict):
 class MemberGone(Conflict):
     code = "member_gone"
     message = "A file of this archive is gone, so the archive cannot be made whole."
+
+
+class ShareClosed(Conflict):
+    code = "share_closed"
+    message = "This share is closed: it takes no more files."
 
 
 class UnsupportedMediaType(SatchelError):

@@ -163,7 +163,7 @@ def build_selection(
         tuple(p.source for p in ordered),
         Layout(members, limits),
         _etag(limits, ((p.name, p.source) for p in ordered)),
-        max(m.mtime for m in members),
+        max((m.mtime for m in members), default=0),  # a share may be empty
         tuple(p.folder for p in ordered),
         tuple(p.crc for p in ordered),
     )

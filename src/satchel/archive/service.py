@@ -225,15 +225,19 @@ class Selections:
                     entry=at,
                     file=entry.path,
                 )
-            if record.max_downloads is not None:
+            refused = (
+                "belongs to a share, and is served only through it"
+                if record.share is not None
+                else "has a download limit, which an archive cannot count"
+                if record.max_downloads is not None
+                else None
+            )
+            if refused is not None:
                 raise gone(
-                    f"{where}: the stored file {entry.path} has a download limit, which an "
-                    "archive cannot count.",
-                    entry=at,
-                    file=entry.path,
+                    f"{where}: the stored file {entry.path} {refused}.", entry=at, file=entry.path
                 )
             picked.append(
-                Picked(default_name(entry, record.name), _stored(record), None, record.crc32)
+                Picked(default_name(entry, record.name), stored_source(record), None, record.crc32)
             )
         clash = clashing_names([p.name for p in picked])
         if clash is not None:
@@ -251,7 +255,7 @@ class Selections:
         return found
 
 
-def _stored(record: StoredFile) -> SourceFile:
+def stored_source(record: StoredFile) -> SourceFile:
     """A stored file as an archive's source: its bytes never change under its id; its
     time in the ZIP is when it was stored."""
     mtime_ns = int(record.created_at.timestamp()) * 1_000_000_000

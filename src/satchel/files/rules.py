@@ -34,6 +34,7 @@ class StoredFile:
     expires_at: datetime
     max_downloads: int | None
     downloads: int = 0
+    share: str | None = None  # the share it belongs to, and is served only through
 
     @property
     def downloads_left(self) -> int | None:
@@ -73,6 +74,10 @@ class FileRepo(Protocol):
         """Remove the record if the token matches; True if it was removed."""
         ...
 
+    async def remove(self, ids: Sequence[str]) -> None:
+        """Remove these records, whatever their tokens (a share's files, with it)."""
+        ...
+
     async def purge(self, now: datetime) -> list[str]:
         """Remove records that expired or have no downloads left; their ids."""
         ...
@@ -99,6 +104,7 @@ def token_digest(token: str) -> str:
 class Retention:
     max_downloads: int | None
     days: int
+    share: str | None = None  # a share's file keeps the share's expiry instead
 
 
 def retention(
@@ -151,11 +157,15 @@ def media_type(raw: str | None) -> str:
     return value if _MEDIA_TYPE.match(value) else "application/octet-stream"
 
 
-def links(base: str, file_id: str, delete_token: str | None = None) -> dict[str, str]:
-    result = {
-        "check": f"{base}/check/{file_id}",
-        "download": f"{base}/files/{file_id}/",
-    }
+def links(
+    base: str, file_id: str, delete_token: str | None = None, share: str | None = None
+) -> dict[str, str]:
+    """A file's links; a share's file is checked and downloaded through its share."""
+    result = (
+        {"check": f"{base}/check/{file_id}", "download": f"{base}/files/{file_id}/"}
+        if share is None
+        else {"check": f"{base}/shares/{share}", "download": f"{base}/s/{share}/f/{file_id}"}
+    )
     if delete_token is not None:
         result["delete"] = f"{base}/files/{file_id}/?token={quote(delete_token)}"
     return result
@@ -172,13 +182,14 @@ def event_data(record: StoredFile) -> dict[str, object]:
         "created_at": record.created_at.isoformat(),
         "expires_at": record.expires_at.isoformat(),
         "downloads_left": record.downloads_left,
+        **({"share": record.share} if record.share is not None else {}),
     }
 
 
 def describe(record: StoredFile, base: str, delete_token: str | None = None) -> dict[str, object]:
     """The JSON a client sees for a stored file."""
     body = event_data(record)
-    body["links"] = links(base, record.id, delete_token)
+    body["links"] = links(base, record.id, delete_token, record.share)
     if delete_token is not None:
         body["delete_token"] = delete_token
     return body

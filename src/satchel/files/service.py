@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -78,6 +78,12 @@ class Events(Protocol):
     async def emit(self, event_type: str, data: dict[str, object]) -> None: ...
 
 
+class ShareExpiry(Protocol):
+    """When a share expires, for a file joining it (None: the share is gone)."""
+
+    async def expiry(self, share_id: str) -> datetime | None: ...
+
+
 class FileStore:
     def __init__(
         self,
@@ -86,12 +92,14 @@ class FileStore:
         limits: UploadLimits,
         space: Space | None = None,
         events: Events | None = None,
+        shares: ShareExpiry | None = None,
     ) -> None:
         self.repo = repo
         self.storage = storage
         self.limits = limits
         self.space = space or Space(storage.free_bytes, limits.disk_reserve)
         self.events = events
+        self.shares = shares
 
     async def emit(self, event_type: str, data: dict[str, object]) -> None:
         if self.events is not None:
@@ -127,7 +135,7 @@ class FileStore:
         except BaseException:
             await asyncio.shield(blocking(temp.discard))
             raise
-        record = _new_record(
+        record = await self._new_record(
             file_id, name_for, content_type, retention, temp.size, temp.sha256, temp.crc32
         )
         token = new_delete_token()
@@ -158,7 +166,7 @@ class FileStore:
         if digests is None:
             digests = await blocking(self._hash_upload, key)
         await asyncio.shield(blocking(self.storage.finish_upload, key, file_id))
-        record = _new_record(
+        record = await self._new_record(
             file_id,
             name_for,
             content_type,
@@ -169,6 +177,36 @@ class FileStore:
         )
         await self._insert(record, delete_token)
         return record
+
+    async def _new_record(
+        self,
+        file_id: str,
+        name_for: str | None,
+        content_type: str,
+        retention: Retention,
+        size: int,
+        sha256: bytes,
+        crc32: int,
+    ) -> StoredFile:
+        """The record of a file about to be stored. A share's file expires with its share
+        (at once if the share is gone meanwhile: the next purge takes it)."""
+        created = datetime.now(UTC)
+        expires = expiry(created, retention.days)
+        if retention.share is not None:
+            assert self.shares is not None, "a file joins a share only where there are shares"
+            expires = await self.shares.expiry(retention.share) or created
+        return StoredFile(
+            id=file_id,
+            name=display_name(name_for, file_id, content_type),
+            size=size,
+            content_type=content_type,
+            sha256=sha256.hex(),
+            crc32=crc32,
+            created_at=created,
+            expires_at=expires,
+            max_downloads=retention.max_downloads,
+            share=retention.share,
+        )
 
     def _hash_upload(self, key: str) -> Digests:
         reader = self.storage.read_upload(key)
@@ -276,6 +314,15 @@ class FileStore:
         claimed = record.max_downloads is not None
         await self.repo.end_download(record.id, completed=completed, claimed=claimed)
 
+    async def remove(self, records: Sequence[StoredFile]) -> None:
+        """Remove these files, whatever their tokens: a share's, with the share."""
+        for record in records:
+            await blocking(self.storage.remove, record.id)
+        await self.space.freeing(lambda: self.repo.remove([r.id for r in records]))
+        metrics.FILES_DELETED.inc(len(records))
+        for record in records:
+            await self.emit("file.deleted", {"id": record.id})
+
     async def delete(self, file_id: str, token: str) -> bool:
         """Remove the file if ``token`` is its delete token. The bytes go first: on a
         full disk they are the room the database needs to delete the row. (A record
@@ -319,26 +366,3 @@ class FileStore:
         if orphans:
             log.warning("Removed %d stored files that had no record", len(orphans))
         return len(orphans)
-
-
-def _new_record(
-    file_id: str,
-    name_for: str | None,
-    content_type: str,
-    retention: Retention,
-    size: int,
-    sha256: bytes,
-    crc32: int,
-) -> StoredFile:
-    created = datetime.now(UTC)
-    return StoredFile(
-        id=file_id,
-        name=display_name(name_for, file_id, content_type),
-        size=size,
-        content_type=content_type,
-        sha256=sha256.hex(),
-        crc32=crc32,
-        created_at=created,
-        expires_at=expiry(created, retention.days),
-        max_downloads=retention.max_downloads,
-    )

@@ -14,7 +14,7 @@ import secrets
 from datetime import datetime
 from typing import NamedTuple
 
-EVENTS = ("file.stored", "file.deleted", "file.expired", "upload.started")
+EVENTS = ("file.stored", "file.deleted", "file.expired", "upload.started", "share.closed")
 MIN_SECRET_BYTES = 16
 PREFIX = "whsec_"
 LONGEST_WAIT = 3600.0  # seconds between tries, at most

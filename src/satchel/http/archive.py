@@ -20,7 +20,7 @@ from satchel.errors import ArchiveNotFound, DigestMismatch, NotFound
 from satchel.files.rules import clean_filename
 from satchel.http.answers import json_answer
 from satchel.http.body import close_if_taken, json_body, request_body
-from satchel.http.files import authorize_upload, base_url, send_continue
+from satchel.http.files import Count, authorize_upload, base_url, send_continue
 from satchel.http.headers import content_disposition
 from satchel.http.keys import ARCHIVES, FILESTORE, SELECTIONS, SETTINGS, THROTTLE
 from satchel.http.limits import upload_shaping
@@ -40,7 +40,7 @@ async def archive(request: web.Request) -> web.StreamResponse:
     required = request.app[SETTINGS].require_signed_archives
     check_link(request, f"/archive/{folder}/", required=required)
     archives = request.app[ARCHIVES]
-    return await _serve(request, lambda: archives.manifest(folder), archives.folders, folder)
+    return await serve(request, lambda: archives.manifest(folder), archives.folders, folder)
 
 
 async def selection_archive(request: web.Request) -> web.StreamResponse:
@@ -51,23 +51,25 @@ async def selection_archive(request: web.Request) -> web.StreamResponse:
     selection = await selections.get(selection_id)
     sources = MixedSources(selections.archives.folders, selections.storage)
     name = selection.name or "archive"
-    return await _serve(request, lambda: selections.manifest(selection), sources, name)
+    return await serve(request, lambda: selections.manifest(selection), sources, name)
 
 
-async def _serve(
+async def serve(
     request: web.Request,
     plan: Callable[[], Awaitable[Manifest]],
     sources: Sources,
     name: str,
+    count: Count | None = None,
 ) -> web.StreamResponse:
+    """An archive, or the part of it asked for; a whole body counted on ``count``."""
     if request.method == "HEAD":
-        return await _archive(request, await plan(), sources, name)
+        return await _archive(request, await plan(), sources, name, count)
     with request.app[THROTTLE].archive_stream():  # 503 before any work when all are busy
-        return await _archive(request, await plan(), sources, name)
+        return await _archive(request, await plan(), sources, name, count)
 
 
 async def _archive(
-    request: web.Request, manifest: Manifest, sources: Sources, name: str
+    request: web.Request, manifest: Manifest, sources: Sources, name: str, count: Count | None
 ) -> web.StreamResponse:
     body_headers = {
         "Content-Disposition": content_disposition(_download_name(request, name)),
@@ -77,7 +79,15 @@ async def _archive(
     plan = plan_body(request, validators, ZIP, body_headers=body_headers)
     if not plan.parts:
         return await plan.headers_only(request)
-    await _stream(request, plan, manifest, sources)
+    if count is None or not plan.reaches(manifest.layout.size):
+        await _stream(request, plan, manifest, sources)
+        return plan.response
+    await count.start()
+    completed = False
+    try:
+        completed = await _stream(request, plan, manifest, sources)
+    finally:
+        await count.end(completed=completed)
     return plan.response
 
 
@@ -87,8 +97,9 @@ def _download_name(request: web.Request, fallback: str) -> str:
     return name if name.lower().endswith(".zip") else f"{name[:251]}.zip"
 
 
-async def _stream(request: web.Request, plan: Plan, manifest: Manifest, sources: Sources) -> None:
-    """Send the planned parts; after the headers, an error can only cut the connection."""
+async def _stream(request: web.Request, plan: Plan, manifest: Manifest, sources: Sources) -> bool:
+    """Send the planned parts; True if every byte went out. After the headers, an error
+    can only cut the connection."""
     archives, settings = request.app[ARCHIVES], request.app[SETTINGS]
     sink = ResponseSink.for_request(request, plan.response)
     known = await archives.known_crcs(manifest)
@@ -101,7 +112,7 @@ async def _stream(request: web.Request, plan: Plan, manifest: Manifest, sources:
         delay=settings.delay,
     )
     try:
-        await send_planned(request, plan, sink, sender.send, "archive", manifest.label)
+        return await send_planned(request, plan, sink, sender.send, "archive", manifest.label)
     finally:
         await sender.close()
         metrics.CRC_HITS.inc(sender.cache_hits)

@@ -62,8 +62,8 @@ class CheckCache:
         # one lookup instead of each taking a connection of its own (bench/RESULTS.md).
         # Shielded: a client that leaves does not cancel the others' lookup.
         record = lookup.result() if lookup.done() else await asyncio.shield(lookup)
-        if record is None or not record.available(datetime.now(UTC)):
-            raise FileNotFound()
+        if record is None or record.share is not None or not record.available(datetime.now(UTC)):
+            raise FileNotFound()  # a share's file is checked through its share
         entry.expires = record.expires_at.timestamp()
         body = entry.bodies.get(base)
         if body is None:

@@ -10,6 +10,7 @@ import html
 import logging
 from collections.abc import AsyncIterator, Iterator
 from email.policy import default as email_policy
+from typing import Protocol
 
 from aiohttp import BodyPartReader, web
 
@@ -34,11 +35,10 @@ from satchel.files.rules import (
     media_type,
     retention,
 )
-from satchel.files.service import FileStore
 from satchel.http.answers import json_answer, wants_text
 from satchel.http.body import close_if_taken, request_body
 from satchel.http.headers import content_disposition
-from satchel.http.keys import CHECKS, DELETE_HTML, FILESTORE, SETTINGS, UPLOAD_TOKENS
+from satchel.http.keys import CHECKS, DELETE_HTML, FILESTORE, SETTINGS, SHARES, UPLOAD_TOKENS
 from satchel.http.limits import upload_shaping
 from satchel.http.observe import transfer
 from satchel.http.signed import check_link
@@ -109,6 +109,26 @@ def retention_for(request: web.Request) -> Retention:
     )
 
 
+SHARE_HEADER, SHARE_TOKEN_HEADER = "Satchel-Share", "Satchel-Share-Token"
+
+
+async def kept_for(request: web.Request) -> Retention:
+    """How an upload is kept: by Max-Downloads and Max-Days, or, joining a share
+    (``Satchel-Share`` and ``Satchel-Share-Token``), as the share is; before any byte."""
+    share_id = request.headers.get(SHARE_HEADER)
+    if share_id is None:
+        return retention_for(request)
+    return await joining(request, share_id, request.headers.get(SHARE_TOKEN_HEADER))
+
+
+async def joining(request: web.Request, share_id: str, owner_token: str | None) -> Retention:
+    """403, 404 or 409 unless a file may join the share now."""
+    for limit in ("Max-Downloads", "Max-Days"):
+        if limit in request.headers or limit.lower().replace("-", "_") in request.query:
+            raise BadRequest(f"A file in a share keeps the share's expiry and limit: no {limit}.")
+    return await request.app[SHARES].joining(share_id, owner_token)
+
+
 async def _part_body(part: BodyPartReader) -> AsyncIterator[bytes]:
     while True:
         with _form_errors():
@@ -141,7 +161,7 @@ async def upload(request: web.Request) -> web.Response:
     """POST /files/ and /upload/: the body is the file, or multipart/form-data `file` parts."""
     authorize_upload(request)
     store = request.app[FILESTORE]
-    kept = retention_for(request)
+    kept = await kept_for(request)
     await store.admit(request.content_length)
     await send_continue(request)
     if request.content_type == "multipart/form-data":
@@ -205,10 +225,11 @@ def _created(
     default on ``PUT /<name>``, as transfer.sh does), the download links alone, a line
     each. The first file's links are in ``Location`` and ``X-Url-Delete``."""
     base = base_url(request)
-    first = links(base, stored[0][0].id, stored[0][1])
+    record, token = stored[0]
+    first = links(base, record.id, token, record.share)
     headers = {"Location": first["download"], "X-Url-Delete": first["delete"]}
     if wants_text(request, default=request.get(PLAIN_ANSWER, False)):
-        urls = "".join(f"{links(base, record.id)['download']}\n" for record, _ in stored)
+        urls = "".join(f"{links(base, r.id, share=r.share)['download']}\n" for r, _ in stored)
         return web.Response(status=201, text=urls, content_type="text/plain", headers=headers)
     described = [describe(record, base, token) for record, token in stored]
     body: object = described[0] if single else {"files": described}
@@ -237,13 +258,50 @@ async def download(request: web.Request) -> web.StreamResponse:
     """GET/HEAD /files/<id>/ and /download/<id>: Range, conditionals, sendfile.
 
     The delete link (``?token=``) opened in a browser gets a page that asks first: a
-    GET never deletes, and it does not download either."""
+    GET never deletes, and it does not download either. A share's file is served only
+    through its share (``/s/<share>/f/<id>``)."""
     store = request.app[FILESTORE]
     file_id = _file_id(request)
     check_link(request, f"/files/{file_id}/", required=False)
     record = await store.available(file_id)
     if "token" in request.query:
         return delete_page(request, record, request.query["token"])
+    if record.share is not None:
+        raise FileNotFound()
+    return await send_file(request, record, FileCount(request, record))
+
+
+class Count(Protocol):
+    """What a whole download counts against: a file's own limit, or its share's."""
+
+    limited: bool
+
+    async def start(self) -> None:
+        """Before the first byte: claim a download (409 when all that are left run)."""
+        ...
+
+    async def end(self, *, completed: bool) -> None: ...
+
+
+class FileCount:
+    def __init__(self, request: web.Request, record: StoredFile) -> None:
+        self.request, self.record = request, record
+        self.limited = record.max_downloads is not None
+
+    async def start(self) -> None:
+        await self.request.app[FILESTORE].start_download(self.record)
+
+    async def end(self, *, completed: bool) -> None:
+        self.request.app[CHECKS].forget(self.record.id)
+        ended = self.request.app[FILESTORE].end_download(self.record, completed=completed)
+        # A claim must be given back even if this handler is cancelled; an unlimited
+        # file's count is only a tally, not worth outliving the request for.
+        await (asyncio.shield(ended) if self.limited else ended)
+
+
+async def send_file(request: web.Request, record: StoredFile, count: Count) -> web.StreamResponse:
+    """The file's bytes, or the part of them asked for; a whole body is counted."""
+    store = request.app[FILESTORE]
     etag = f'"{record.sha256[:40]}"'
     created = int(record.created_at.timestamp())
     digest = base64.b64encode(bytes.fromhex(record.sha256)).decode()
@@ -257,24 +315,20 @@ async def download(request: web.Request) -> web.StreamResponse:
     if not plan.parts:
         return await plan.headers_only(request)
     storage = store.storage
-    redirect = request.app[SETTINGS].s3_redirect and record.max_downloads is None
-    if redirect and isinstance(storage, Presigning):  # Max-Downloads: sent, counted exactly
-        return await _redirect(request, store, storage, record, plan)
+    redirect = request.app[SETTINGS].s3_redirect and not count.limited
+    if redirect and isinstance(storage, Presigning):  # a limit: sent, counted exactly
+        return await _redirect(request, storage, record, plan, count)
     file = await store.open(record)  # before the headers: a missing file is still a 404
     try:
         if not plan.reaches(record.size):
             await _send(request, plan, file)  # a part: counts for nothing
             return plan.response
-        await store.start_download(record)
+        await count.start()
         completed = False
         try:
             completed = await _send(request, plan, file)
         finally:
-            request.app[CHECKS].forget(record.id)
-            ended = store.end_download(record, completed=completed)
-            # A claim must be given back even if this handler is cancelled; an unlimited
-            # file's count is only a tally, not worth outliving the request for.
-            await (asyncio.shield(ended) if record.max_downloads is not None else ended)
+            await count.end(completed=completed)
     finally:
         await asyncio.shield(blocking(file.close))
     return plan.response
@@ -284,7 +338,7 @@ PRESIGNED_SECONDS = 300
 
 
 async def _redirect(
-    request: web.Request, store: FileStore, storage: Presigning, record: StoredFile, plan: Plan
+    request: web.Request, storage: Presigning, record: StoredFile, plan: Plan, count: Count
 ) -> web.StreamResponse:
     """302 to a presigned URL of the object, which serves it (and its ranges) by itself:
     counted as a download when it asks for the whole file, as a sent one is."""
@@ -293,8 +347,7 @@ async def _redirect(
         storage.presign, record.id, disposition, record.content_type, PRESIGNED_SECONDS
     )
     if plan.reaches(record.size):
-        await store.end_download(record, completed=True)
-        request.app[CHECKS].forget(record.id)
+        await count.end(completed=True)
     return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
 
 

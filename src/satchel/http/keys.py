@@ -11,6 +11,7 @@ from satchel.http.checks import CheckCache
 from satchel.http.drain import Drain
 from satchel.metrics import Tallies
 from satchel.peers import Network
+from satchel.shares.service import Shares
 from satchel.throttle import Throttle
 from satchel.tus.service import TusStore
 
@@ -18,6 +19,9 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 ARCHIVES = web.AppKey("archives", Archives)
 SELECTIONS = web.AppKey("selections", Selections)
+SHARES = web.AppKey("shares", Shares)
+SHARE_HTML = web.AppKey("share_html", str)  # a template: see http.shares
+SHARE_JS = web.AppKey("share_js", bytes)
 INDEX_HTML = web.AppKey("index_html", bytes)
 DELETE_HTML = web.AppKey("delete_html", str)  # a template: see files.delete_page
 OPENAPI_JSON = web.AppKey("openapi_json", bytes)

@@ -10,7 +10,15 @@ from sqlalchemy import text
 from satchel.blocking import blocking
 from satchel.errors import InsufficientStorage
 from satchel.http.answers import json_answer
-from satchel.http.keys import DRAIN, ENGINE, FILESTORE, INDEX_HTML, OPENAPI_JSON, PAGE_JS
+from satchel.http.keys import (
+    DRAIN,
+    ENGINE,
+    FILESTORE,
+    INDEX_HTML,
+    OPENAPI_JSON,
+    PAGE_JS,
+    SHARE_JS,
+)
 
 
 async def index(request: web.Request) -> web.Response:
@@ -18,8 +26,16 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def script(request: web.Request) -> web.Response:
+    return _script(request.app[PAGE_JS])
+
+
+async def share_script(request: web.Request) -> web.Response:
+    return _script(request.app[SHARE_JS])
+
+
+def _script(body: bytes) -> web.Response:
     return web.Response(
-        body=request.app[PAGE_JS],
+        body=body,
         content_type="text/javascript",
         charset="utf-8",
         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},

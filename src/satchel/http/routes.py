@@ -7,7 +7,7 @@ from aiohttp import web, web_response
 from aiohttp.typedefs import Handler
 
 from satchel.errors import ArchiveNotFound, MethodNotAllowed, NotFound
-from satchel.http import archive, cors, files, pages, tus
+from satchel.http import archive, cors, files, pages, shares, tus
 from satchel.http.errors import catalogued
 from satchel.http.keys import TALLIES
 from satchel.http.limits import limited
@@ -45,6 +45,7 @@ def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> No
 
     add("GET", "/", pages.index)
     add("GET", "/satchel.js", pages.script)
+    add("GET", "/share.js", pages.share_script)
     add("GET", "/favicon.ico", pages.favicon)
     add("GET", "/healthz", pages.healthz)
     add("GET", "/readyz", pages.readyz)
@@ -67,6 +68,17 @@ def setup_routes(app: web.Application, *, per_client: bool, metrics: bool) -> No
     # (any name: aiohttp's plain {name} stops at "{" and "}")
     uploads("PUT", "/files/{name:[^/]+}", files.upload)
     uploads("PUT", ANY_NAME, files.put_plain)  # curl --upload-file f http://satchel/
+    # shares: several files under one link (issue 21)
+    add("POST", "/shares/", shares.create)
+    add("GET", "/shares/{id}", shares.show)
+    add("PATCH", "/shares/{id}", shares.change)
+    add("DELETE", "/shares/{id}", shares.delete)
+    add("GET", "/s/{id}/", shares.page)
+    add("GET", "/s/{id}", shares.to_page)
+    add("POST", "/s/{id}/", shares.unlock)
+    add("GET", "/s/{id}/all.zip", shares.download_all)
+    add("GET", "/s/{id}/qr.svg", shares.qr)
+    add("GET", "/s/{id}/f/{file}", shares.file)
     add("GET", "/check/{id}", files.check)
     add("GET", "/files/{id}/", files.download)
     add("GET", "/files/{id}", files.download)  # the link without its slash

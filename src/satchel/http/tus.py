@@ -20,10 +20,16 @@ from satchel.errors import (
     SatchelError,
     UnsupportedMediaType,
 )
-from satchel.files.rules import links
+from satchel.files.rules import Retention, links
 from satchel.http import cors
 from satchel.http.body import close_if_taken, request_body
-from satchel.http.files import authorize_upload, base_url, retention_for, send_continue
+from satchel.http.files import (
+    authorize_upload,
+    base_url,
+    joining,
+    retention_for,
+    send_continue,
+)
 from satchel.http.keys import SETTINGS, TUSSTORE
 from satchel.http.limits import upload_shaping
 from satchel.http.observe import transfer
@@ -74,7 +80,7 @@ async def _state(request: web.Request, upload: Upload) -> dict[str, str]:
         headers["Upload-Expires"] = http_date(int(upload.expires_at.timestamp()))
     record = await request.app[TUSSTORE].stored(upload)
     if record is not None:
-        found = links(base_url(request), record.id, upload.delete_token)
+        found = links(base_url(request), record.id, upload.delete_token, record.share)
         headers["Satchel-File-Id"] = record.id
         headers["Satchel-Download"] = found["download"]
         headers["Satchel-Check"] = found["check"]
@@ -117,10 +123,11 @@ async def create(request: web.Request) -> web.StreamResponse:
         )
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
     store = request.app[TUSSTORE]
+    metadata, kept = await _kept(request)
     upload = await store.create(
         length=length,
-        metadata=parse_metadata(request.headers.get("Upload-Metadata")),
-        retention=retention_for(request),
+        metadata=metadata,
+        retention=kept,
         concat="partial" if concat is not None else None,
     )
     if request.body_exists:
@@ -139,14 +146,24 @@ async def _final(
     if request.body_exists:
         raise BadRequest("A final upload takes no bytes of its own.")
     urls = request.headers["Upload-Concat"].strip().partition(";")[2].strip()
+    metadata, kept = await _kept(request)
     upload = await request.app[TUSSTORE].concatenate(
-        urls,
-        part_ids,
-        metadata=parse_metadata(request.headers.get("Upload-Metadata")),
-        retention=retention_for(request),
+        urls, part_ids, metadata=metadata, retention=kept
     )
     headers = {"Location": f"{base_url(request)}/tus/{upload.id}", **await _state(request, upload)}
     return web.Response(status=201, headers=headers)
+
+
+async def _kept(request: web.Request) -> tuple[dict[str, str | None], Retention]:
+    """The upload's metadata and how its file is kept: joining a share (the metadata
+    keys ``share`` and ``share_token``) as the share is. The owner token is not kept."""
+    metadata = parse_metadata(request.headers.get("Upload-Metadata"))
+    if "share" not in metadata:
+        return metadata, retention_for(request)
+    share_id, token = metadata["share"], metadata.pop("share_token", None)
+    if not share_id:
+        raise BadRequest("The metadata key 'share' needs a value: the share's id.")
+    return metadata, await joining(request, share_id, token)
 
 
 @speaks_tus

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, insert, or_, select, update
+from sqlalchemy import Table, case, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.files.rules import StoredFile
@@ -22,7 +22,7 @@ def utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _record(row: Any) -> StoredFile:
+def record_of(row: Any) -> StoredFile:
     return StoredFile(
         id=row.id,
         name=row.name,
@@ -34,7 +34,41 @@ def _record(row: Any) -> StoredFile:
         expires_at=utc(row.expires_at),
         max_downloads=row.max_downloads,
         downloads=row.downloads,
+        share=row.share,
     )
+
+
+async def claim(engine: AsyncEngine, table: Table, key: str, now: datetime) -> bool:
+    """Take one of the downloads left of a limited file or share (``table``'s row
+    ``key``) for a whole download about to start. One statement, so racing downloads on
+    any number of workers and instances claim exactly: PostgreSQL re-checks the WHERE
+    under the row's lock, and SQLite runs one writer at a time."""
+    stmt = (
+        update(table)
+        .where(
+            table.c.id == key,
+            table.c.expires_at > now,
+            table.c.downloads + table.c.claims < table.c.max_downloads,
+        )
+        .values(claims=table.c.claims + 1, claimed_at=now)
+        .returning(table.c.id)
+    )
+    async with engine.begin() as conn:
+        return (await conn.execute(stmt)).first() is not None
+
+
+async def end_claim(
+    engine: AsyncEngine, table: Table, key: str, *, completed: bool, claimed: bool
+) -> None:
+    """A whole download ended: count it if ``completed``; give its claim back."""
+    values: dict[str, Any] = {}
+    if completed:
+        values["downloads"] = table.c.downloads + 1
+    if claimed:  # never below 0: a stale claim may have been let go meanwhile
+        values["claims"] = case((table.c.claims > 0, table.c.claims - 1), else_=0)
+    if values:
+        async with engine.begin() as conn:
+            await conn.execute(update(table).where(table.c.id == key).values(**values))
 
 
 class SqlFileRepo:
@@ -54,6 +88,7 @@ class SqlFileRepo:
             "max_downloads": record.max_downloads,
             "downloads": record.downloads,
             "delete_token_sha256": delete_token_sha256,
+            "share": record.share,
         }
         async with self._engine.begin() as conn:
             await conn.execute(insert(files).values(**values))
@@ -62,42 +97,21 @@ class SqlFileRepo:
         query = select(files).where(files.c.id == file_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, StoredFile]:
         found: dict[str, StoredFile] = {}
         async with self._engine.connect() as conn:
             for at in range(0, len(ids), _BATCH):
                 query = select(files).where(files.c.id.in_(ids[at : at + _BATCH]))
-                found.update((row.id, _record(row)) for row in await conn.execute(query))
+                found.update((row.id, record_of(row)) for row in await conn.execute(query))
         return found
 
     async def claim_download(self, file_id: str, now: datetime) -> bool:
-        # One statement, so racing downloads on any number of workers and instances
-        # claim exactly: PostgreSQL re-checks the WHERE under the row's lock, and
-        # SQLite runs one writer at a time.
-        stmt = (
-            update(files)
-            .where(
-                files.c.id == file_id,
-                files.c.expires_at > now,
-                files.c.downloads + files.c.claims < files.c.max_downloads,
-            )
-            .values(claims=files.c.claims + 1, claimed_at=now)
-            .returning(files.c.id)
-        )
-        async with self._engine.begin() as conn:
-            return (await conn.execute(stmt)).first() is not None
+        return await claim(self._engine, files, file_id, now)
 
     async def end_download(self, file_id: str, *, completed: bool, claimed: bool) -> None:
-        values: dict[str, Any] = {}
-        if completed:
-            values["downloads"] = files.c.downloads + 1
-        if claimed:  # never below 0: a stale claim may have been let go meanwhile
-            values["claims"] = case((files.c.claims > 0, files.c.claims - 1), else_=0)
-        if values:
-            async with self._engine.begin() as conn:
-                await conn.execute(update(files).where(files.c.id == file_id).values(**values))
+        await end_claim(self._engine, files, file_id, completed=completed, claimed=claimed)
 
     async def owns(self, file_id: str, delete_token_sha256: str) -> bool:
         query = select(files.c.id).where(
@@ -114,6 +128,11 @@ class SqlFileRepo:
         )
         async with self._engine.begin() as conn:
             return (await conn.execute(stmt)).first() is not None
+
+    async def remove(self, ids: Sequence[str]) -> None:
+        async with self._engine.begin() as conn:
+            for at in range(0, len(ids), _BATCH):
+                await conn.execute(delete(files).where(files.c.id.in_(ids[at : at + _BATCH])))
 
     async def purge(self, now: datetime) -> list[str]:
         stale = update(files).where(files.c.claims > 0, files.c.claimed_at < now - CLAIM_LEASE)

@@ -63,7 +63,9 @@ files = Table(
     # Whole downloads in progress: each holds one of the downloads left until it ends.
     Column("claims", Integer, nullable=False, server_default="0"),
     Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("share", Text, nullable=True),  # the share it belongs to: served only through it
     Index("files_expires_at", "expires_at"),
+    Index("files_share", "share"),
 )
 
 # Resumable (tus) uploads in progress. The bytes live under <data>/tus/<key> until the
@@ -123,4 +125,23 @@ hook_outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_error", Text, nullable=True),
     Index("hook_outbox_next_at", "next_at"),
+)
+
+# Shares: stored files under one link (files.share). Downloads are counted and claimed
+# as a limited file's are; the owner token is kept as its SHA-256, the password as its
+# scrypt record (satchel.shares.rules).
+shares = Table(
+    "shares",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner_token_sha256", Text, nullable=False),
+    Column("password", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("max_downloads", Integer, nullable=True),
+    Column("downloads", Integer, nullable=False, server_default="0"),
+    Column("claims", Integer, nullable=False, server_default="0"),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Index("shares_expires_at", "expires_at"),
 )

@@ -341,7 +341,9 @@ class TusStore:
             delete_token=upload.delete_token,
             name_for=upload.filename,
             content_type=media_type(upload.filetype),
-            retention=Retention(upload.max_downloads, upload.max_days),
+            retention=Retention(
+                upload.max_downloads, upload.max_days, upload.metadata.get("share")
+            ),
             digests=digests if digests is not None and digests.size == upload.length else None,
         )
         await self.repo.complete(upload.id)
