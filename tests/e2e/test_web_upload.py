@@ -56,7 +56,7 @@ def test_an_upload_survives_going_offline_midway(
     href = link.get_attribute("href")
     with urllib.request.urlopen(href) as resp:
         assert hashlib.sha256(resp.read()).digest() == hashlib.sha256(data).digest()
-    assert page.input_value("#done input.check").endswith(href.rsplit("/", 2)[1])
+    assert page.input_value("#done input.check").endswith("/shares/" + href.split("/")[4])
 
     page.click("#done button.delete")
     page.wait_for_selector("#done .note:has-text('Deleted')")

@@ -1,5 +1,6 @@
-// Satchel's page: resumable uploads over tus 1.0 with our own small client, the
-// finished uploads' links, and folder archives. No libraries, no build step.
+// Satchel's page: resumable uploads over tus 1.0 with our own small client, into a share
+// (one link for the files dropped); the shares and the finished uploads' links, kept in
+// this browser; and folder archives. No libraries, no build step.
 "use strict";
 
 const TUS = { "Tus-Resumable": "1.0.0" };
@@ -110,10 +111,19 @@ class Upload {
   // One round trip; true when the upload is over (done, or failed for good).
   async step() {
     if (!this.url) {
+      let share;
+      try { share = await currentShare(); } catch (e) { this.view.failed(e.message); return true; }
+      this.share = share;
+      const metadata = [
+        `filename ${base64(this.file.name)}`,
+        `filetype ${base64(this.file.type || "application/octet-stream")}`,
+        `share ${base64(share.id)}`,
+        `share_token ${base64(share.owner_token)}`,
+      ];
       const xhr = await request("POST", "/tus/", {
         headers: this.headers({
           "Upload-Length": String(this.file.size),
-          "Upload-Metadata": `filename ${base64(this.file.name)},filetype ${base64(this.file.type || "application/octet-stream")}`,
+          "Upload-Metadata": metadata.join(","),
         }),
       });
       if (xhr.status !== 201) return this.trouble(xhr);
@@ -177,6 +187,7 @@ class Upload {
       download: xhr.getResponseHeader("Satchel-Download"),
       check: xhr.getResponseHeader("Satchel-Check"),
       delete: xhr.getResponseHeader("Satchel-Delete"),
+      owner: this.share ? this.share.owner_token : null,
     };
     this.view.finished(links);
     remember(links);
@@ -244,7 +255,9 @@ function keep(list) { localStorage.setItem(FINISHED, JSON.stringify(list)); }
 
 async function remember(links) {
   keep([...kept().filter((l) => l.download !== links.download), links]);
-  const check = await fetch(links.check).then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  // a share's file is checked through its share: its owner token opens one with a password
+  const headers = links.owner ? { Authorization: `Bearer ${links.owner}` } : {};
+  const check = await fetch(links.check, { headers }).then((r) => (r.ok ? r.json() : null)).catch(() => null);
   if (check) {
     keep(kept().map((l) => (l.download === links.download ? { ...l, expires: check.expires_at } : l)));
     showExpiry(links.download, check.expires_at);
@@ -309,6 +322,83 @@ function showKept() {
   for (const links of alive) finishedRow(links);
 }
 
+// -- shares: every file dropped goes into the current share, made on the first drop -----
+
+const SHARES = "satchel-shares";
+let making = null; // the POST /shares/ under way, so that files dropped together share it
+
+function shares() {
+  try { return JSON.parse(localStorage.getItem(SHARES)) || []; } catch { return []; }
+}
+
+function keepShares(list) { localStorage.setItem(SHARES, JSON.stringify(list)); }
+
+async function currentShare() {
+  const current = shares().find((s) => s.current);
+  if (current) return current;
+  if (!making) making = makeShare().finally(() => { making = null; });
+  return making;
+}
+
+async function makeShare() {
+  const wanted = {};
+  const days = Number($("#share-days").value);
+  const limit = Number($("#share-limit").value);
+  if (days) wanted.max_days = days;
+  if (limit) wanted.max_downloads = limit;
+  if ($("#share-password").value) wanted.password = $("#share-password").value;
+  const xhr = await request("POST", "/shares/", {
+    headers: { ...auth(), "Content-Type": "application/json" },
+    body: JSON.stringify(wanted),
+  });
+  if (xhr.status !== 201) throw new Error(explain(xhr.status, serverMessage(xhr)).text);
+  const made = JSON.parse(xhr.responseText);
+  const share = { id: made.id, url: made.url, owner_token: made.owner_token, owner_url: made.owner_url,
+                  expires: made.expires_at, current: true };
+  keepShares([...shares().map((s) => ({ ...s, current: false })), share]);
+  $("#share-password").value = ""; // kept only as the server's hash
+  showShares();
+  return share;
+}
+
+function showShares() {
+  const now = Date.now();
+  const alive = shares().filter((s) => !s.expires || Date.parse(s.expires) > now);
+  keepShares(alive);
+  $("#shares").replaceChildren(...alive.reverse().map(shareRow));
+  $("#shares-section").hidden = alive.length === 0;
+}
+
+function shareRow(share) {
+  const row = $("#share-template").content.firstElementChild.cloneNode(true);
+  row.classList.toggle("current", Boolean(share.current));
+  row.dataset.share = share.id;
+  const open = row.querySelector("a.open");
+  open.href = share.url;
+  open.textContent = share.current ? "Current share (new files join it)" : "Share";
+  row.querySelector("img.qr").src = `/s/${encodeURIComponent(share.id)}/qr.svg`;
+  row.querySelector("a.manage").href = share.owner_url;
+  for (const [kind, url] of [["url", share.url], ["owner", share.owner_url]]) {
+    row.querySelector(`input.${kind}`).value = url;
+    row.querySelector(`button.copy-${kind}`).addEventListener("click", async (e) => {
+      await navigator.clipboard.writeText(url).catch(() => row.querySelector(`input.${kind}`).select());
+      e.target.textContent = "Copied";
+      setTimeout(() => { e.target.textContent = "Copy"; }, 1500);
+    });
+  }
+  const fresh = row.querySelector("button.new-share");
+  fresh.hidden = !share.current;
+  fresh.addEventListener("click", () => {
+    keepShares(shares().map((s) => ({ ...s, current: false })));
+    showShares();
+  });
+  row.querySelector("button.forget").addEventListener("click", () => {
+    keepShares(shares().filter((s) => s.id !== share.id));
+    showShares();
+  });
+  return row;
+}
+
 function add(files) {
   for (const file of files) {
     const upload = uploadRow(file);
@@ -348,6 +438,7 @@ function setUp() {
   token.addEventListener("change", saveToken);
   rememberToken.addEventListener("change", saveToken);
   showKept();
+  showShares();
 
   // The demo folder exists only where `satchel admin demo` made it.
   fetch("/archive/7kna/", { method: "HEAD" }).then((r) => { $("#demo").hidden = !r.ok; }).catch(() => {});
