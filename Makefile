@@ -33,6 +33,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) bench/archive_bench.py
 	$(PY) bench/small_files_bench.py
+	$(PY) bench/shares_bench.py
 	$(PY) bench/files_bench.py
 	$(PY) bench/throttle_bench.py
 	$(PY) bench/s3_bench.py
