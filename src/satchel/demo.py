@@ -12,7 +12,7 @@ DEMO = {
 }
 
 
-def _png(width: int, height: int, seed: int) -> bytes:
+def png(width: int, height: int, seed: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
@@ -40,5 +40,5 @@ def ensure_demo(photos: Path) -> bool:
         for n, name in enumerate(names):
             path = photos / folder / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(_png(320, 240, seed * 10 + n))
+            path.write_bytes(png(320, 240, seed * 10 + n))
     return True

@@ -6,7 +6,6 @@ the owner link manages the share. Screenshots land in test-output/."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from satchel.demo import png
 from tests.conftest import LiveServer, require_tool, serving
 
 pytestmark = pytest.mark.interop
@@ -32,7 +32,7 @@ def test_dropped_files_make_one_share_with_a_page_a_zip_and_a_qr_code(
     browser: Any, server: LiveServer, tmp_path: Path
 ) -> None:
     zbarimg = require_tool("zbarimg")
-    files = {"beach.jpg": os.urandom(40_000), "notes.txt": b"pack sunscreen\n" * 500}
+    files = {"beach.png": png(320, 240, 3), "notes.txt": b"pack sunscreen\n" * 500}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     context = browser.new_context()
@@ -68,6 +68,7 @@ def test_dropped_files_make_one_share_with_a_page_a_zip_and_a_qr_code(
     shared.fill("#password", "open sesame")
     shared.click("form.unlock button")
     shared.wait_for_selector("#download-all")
+    shared.wait_for_function("document.querySelector('#files img').naturalWidth === 320")
     names = shared.locator("#files a.name").all_inner_texts()
     assert sorted(names) == sorted(files)
     shared.screenshot(path=str(OUTPUT / "share-page.png"), full_page=True)
@@ -79,8 +80,9 @@ def test_dropped_files_make_one_share_with_a_page_a_zip_and_a_qr_code(
     visitor.close()
 
     # the owner link manages it: closed, it takes no more files
-    page.goto(owner_url)
+    page.goto(owner_url)  # locked, but the owner token opens it as the password would
     page.wait_for_selector("#owner form")
+    assert sorted(page.locator("#files a.name").all_inner_texts()) == sorted(files)
     page.on("dialog", lambda dialog: dialog.accept())
     page.click("#owner button:has-text('Close to new files')")
     page.wait_for_selector("#owner button:has-text('Closed to new files')")

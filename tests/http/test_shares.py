@@ -240,6 +240,17 @@ async def test_a_password_guards_the_api_the_page_and_the_downloads(
         ("secret.txt", b"secret")
     ]
 
+    # the owner link's script opens the page with the owner token instead
+    client.session.cookie_jar.clear()
+    by_owner = f"/s/{sid}/"
+    bad = await client.post(by_owner, data={"owner": "not-it"}, allow_redirects=False)
+    assert bad.status == 403 and "owner token" in await bad.text()
+    opened = await client.post(
+        by_owner, data={"owner": share["owner_token"]}, allow_redirects=False
+    )
+    assert opened.status == 303 and "satchel_share" in opened.cookies
+    assert "secret.txt" in await (await client.get(f"/s/{sid}/")).text()
+
     # a new password ends every session
     resp = await client.patch(api, json={"password": "another"}, headers=owner)
     assert resp.status == 200

@@ -14,7 +14,13 @@ from aiohttp import web
 
 from satchel.archive.manifest import Manifest
 from satchel.archive.sources import MixedSources
-from satchel.errors import PasswordRequired, SatchelError, TooManyRequests, WrongPassword
+from satchel.errors import (
+    Forbidden,
+    PasswordRequired,
+    SatchelError,
+    TooManyRequests,
+    WrongPassword,
+)
 from satchel.files.rules import StoredFile, describe
 from satchel.http import archive
 from satchel.http.answers import json_answer
@@ -232,17 +238,21 @@ async def to_page(request: web.Request) -> web.Response:
 
 
 async def unlock(request: web.Request) -> web.Response:
-    """POST /s/<id>/ (the page's form): the password, checked; a session cookie for
-    this share's pages, and back to the page (303)."""
+    """POST /s/<id>/ (the page's form): the password, or the owner token (which the
+    owner link's script sends), checked; a session cookie for this share's pages, and
+    back to the page (303)."""
     shares = request.app[SHARES]
     share = await shares.get(_share_id(request))
     form = await request.post()
-    password = form.get("password")
+    password, owner = form.get("password"), form.get("owner")
     try:
-        await shares.unlock(
-            share, password if isinstance(password, str) else None, _client(request)
-        )
-    except (PasswordRequired, WrongPassword, TooManyRequests) as exc:
+        if isinstance(owner, str) and owner:
+            await shares.owned(share.id, owner)
+        else:
+            await shares.unlock(
+                share, password if isinstance(password, str) else None, _client(request)
+            )
+    except (Forbidden, TooManyRequests) as exc:
         return _locked(request, share, exc.message, exc.status)
     url = share_url(request, share.id)
     answer = web.Response(status=303, headers={"Location": url, "Cache-Control": "no-store"})

@@ -64,5 +64,13 @@ function manage(share) {
   section.append(qr, form, buttons, note);
 }
 
-if (owner) send("GET").then(manage).catch((e) => { document.getElementById("owner").hidden = false;
+// A locked page opened by the owner link: the owner token opens it as the password
+// would (once; a refusal shows its message and stays), keeping the fragment.
+const unlock = document.querySelector("form.unlock");
+if (owner && unlock && !document.querySelector("p.bad")) {
+  unlock.action = window.location.pathname + window.location.hash;
+  unlock.append(Object.assign(document.createElement("input"), { type: "hidden", name: "owner", value: owner }));
+  document.getElementById("password").required = false;
+  unlock.submit();
+} else if (owner) send("GET").then(manage).catch((e) => { document.getElementById("owner").hidden = false;
   document.getElementById("owner").textContent = e.message; });
