@@ -48,6 +48,7 @@ from satchel.http.keys import (
 from satchel.http.routes import setup_routes
 from satchel.metadata.crc import SqlCrcRepo
 from satchel.metadata.db import create_engine, migrate
+from satchel.metadata.events import EventOutbox
 from satchel.metadata.files import SqlFileRepo
 from satchel.metadata.hooks import SqlHookOutbox
 from satchel.metadata.leases import SqlLeases
@@ -106,14 +107,14 @@ def create_app(
             folders = await blocking(open_folders, settings)
             photos_room = Space(folders.free_bytes, reserve)
             app[ARCHIVES] = archives = Archives(folders, SqlCrcRepo(engine), limits, photos_room)
-            uploads = SqlUploadRepo(engine)
+            events = EventOutbox(settings.hook_url if settings.hook_secret else ())
+            uploads = SqlUploadRepo(engine, events)
             backend = await blocking(
                 storage or (lambda _data: open_storage(settings)), settings.data
             )
-            hooks = _hooks(settings, engine)
-            share_repo = SqlShareRepo(engine)
+            share_repo = SqlShareRepo(engine, events)
             app[FILESTORE] = store = FileStore(
-                SqlFileRepo(engine),
+                SqlFileRepo(engine, events),
                 backend,
                 UploadLimits(settings.max_upload_size, reserve, settings.read_timeout),
                 space=Space(
@@ -122,7 +123,6 @@ def create_app(
                     uploads.unfinished_rest,
                     Ballast(settings.data / "ballast"),
                 ),
-                events=hooks,
                 shares=share_repo,
             )
             await store.space.refill()
@@ -159,7 +159,8 @@ def create_app(
                     _purge_every(purge, store.space, sweeping, settings.purge_interval)
                 )
             ]
-            if hooks is not None:
+            if events.urls:
+                hooks = _hooks(settings, engine, events)
                 background.append(asyncio.create_task(hooks.run()))
             yield
             for task in background:
@@ -250,11 +251,10 @@ def _sweeping(settings: Settings, engine: AsyncEngine) -> Callable[[], Awaitable
     return lambda: leases.take(name, seconds)
 
 
-def _hooks(settings: Settings, engine: AsyncEngine) -> Hooks | None:
-    if not settings.hook_url or settings.hook_secret is None:
-        return None
+def _hooks(settings: Settings, engine: AsyncEngine, events: EventOutbox) -> Hooks:
+    assert settings.hook_secret is not None  # config.py requires it with --hook-url
     key = parse_secret(settings.hook_secret)
-    return Hooks(SqlHookOutbox(engine), settings.hook_url, key, settings.hook_retry_seconds)
+    return Hooks(SqlHookOutbox(engine), key, events.written, settings.hook_retry_seconds)
 
 
 async def _always() -> bool:

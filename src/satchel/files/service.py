@@ -34,7 +34,6 @@ from satchel.files.rules import (
     Retention,
     StoredFile,
     display_name,
-    event_data,
     expiry,
     new_delete_token,
     new_id,
@@ -72,12 +71,6 @@ class UploadLimits:
         return self.max_upload_size if length is None else length
 
 
-class Events(Protocol):
-    """Where what happens to files is told (webhooks): ``satchel.hooks.rules.EVENTS``."""
-
-    async def emit(self, event_type: str, data: dict[str, object]) -> None: ...
-
-
 class ShareExpiry(Protocol):
     """When a share expires, for a file joining it (None: the share is gone)."""
 
@@ -91,19 +84,13 @@ class FileStore:
         storage: Storage,
         limits: UploadLimits,
         space: Space | None = None,
-        events: Events | None = None,
         shares: ShareExpiry | None = None,
     ) -> None:
         self.repo = repo
         self.storage = storage
         self.limits = limits
         self.space = space or Space(storage.free_bytes, limits.disk_reserve)
-        self.events = events
         self.shares = shares
-
-    async def emit(self, event_type: str, data: dict[str, object]) -> None:
-        if self.events is not None:
-            await self.events.emit(event_type, data)
 
     # -- admission, before any byte is read -------------------------------------------
 
@@ -219,7 +206,6 @@ class FileStore:
         """The last step of a store: after it, the file is visible."""
         await self.repo.insert(record, token_digest(delete_token))
         metrics.FILES_STORED.inc()
-        await self.emit("file.stored", event_data(record))
         log.info(
             "Stored %s (%d bytes, sha256 %s) as %s",
             record.name,
@@ -320,8 +306,6 @@ class FileStore:
             await blocking(self.storage.remove, record.id)
         await self.space.freeing(lambda: self.repo.remove([r.id for r in records]))
         metrics.FILES_DELETED.inc(len(records))
-        for record in records:
-            await self.emit("file.deleted", {"id": record.id})
 
     async def delete(self, file_id: str, token: str) -> bool:
         """Remove the file if ``token`` is its delete token. The bytes go first: on a
@@ -333,7 +317,6 @@ class FileStore:
         await blocking(self.storage.remove, file_id)
         await self.space.freeing(lambda: self.repo.delete(file_id, digest))
         metrics.FILES_DELETED.inc()
-        await self.emit("file.deleted", {"id": file_id})
         return True
 
     # -- housekeeping ----------------------------------------------------------------
@@ -345,8 +328,6 @@ class FileStore:
             await blocking(self.storage.remove, file_id)
         stale = time.time() - 2 * self.limits.read_timeout - 60
         await blocking(self.storage.sweep_temp, stale)
-        for file_id in ids:
-            await self.emit("file.expired", {"id": file_id})
         if ids:
             metrics.FILES_EXPIRED.inc(len(ids))
             log.info("Purged %d expired or used-up files", len(ids))

@@ -1,6 +1,7 @@
-"""Webhooks: events written to the outbox when they happen (the request that caused one
-waits only for that row), and sent from it by a loop in every process: at least once,
-each try signed, failed ones again after a doubling wait, for up to three days."""
+"""Webhooks: events written to the outbox in the transaction of what they tell of (the
+request that caused one waits only for that row), and sent from it by a loop in every
+process: at least once, each try signed, failed ones again after a doubling wait, for
+up to three days."""
 
 from __future__ import annotations
 
@@ -14,13 +15,7 @@ from typing import Protocol
 
 import aiohttp
 
-from satchel.hooks.rules import (
-    Delivery,
-    event_body,
-    new_message_id,
-    retry_after,
-    signed_headers,
-)
+from satchel.hooks.rules import Delivery, retry_after, signed_headers
 
 log = logging.getLogger("satchel.hooks")
 
@@ -31,9 +26,8 @@ BATCH = 20  # deliveries claimed, and tried at once
 
 
 class Outbox(Protocol):
-    """Where deliveries wait (``metadata/hooks.py``): claimed by one sender at a time."""
-
-    async def add(self, deliveries: Sequence[tuple[str, str, str]], now: datetime) -> None: ...
+    """Where deliveries wait (``metadata/hooks.py``; written by ``metadata/events.py`` in
+    the transaction of what they tell of): claimed by one sender at a time."""
 
     async def claim(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]: ...
 
@@ -43,28 +37,16 @@ class Outbox(Protocol):
 
 
 class Hooks:
-    """The endpoints, the key events are signed with, and the outbox between them."""
+    """The sender: the key events are signed with, the outbox, and what this process
+    sets when it has written an event (``EventOutbox.written``)."""
 
     def __init__(
-        self, outbox: Outbox, urls: Sequence[str], key: bytes, first_retry: float = 10.0
+        self, outbox: Outbox, key: bytes, written: asyncio.Event, first_retry: float = 10.0
     ) -> None:
         self.outbox = outbox
-        self.urls = tuple(urls)
         self.key = key
         self.first_retry = first_retry
-        self._wake = asyncio.Event()
-
-    async def emit(self, event_type: str, data: dict[str, object]) -> None:
-        """Write the event for every endpoint; it is sent soon after, by this process's
-        loop or another's. A failure to write is logged, never the caller's."""
-        now = datetime.now(UTC)
-        body = event_body(event_type, data, now)
-        try:
-            await self.outbox.add([(new_message_id(), url, body) for url in self.urls], now)
-        except Exception:
-            log.exception("Could not keep the %s event for the webhooks", event_type)
-            return
-        self._wake.set()
+        self._wake = written
 
     async def run(self) -> None:
         """Send what is due, until cancelled; between rounds, wait a second or for an

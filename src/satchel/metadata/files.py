@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Table, case, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from satchel.files.rules import StoredFile
+from satchel.files.rules import StoredFile, event_data
+from satchel.metadata.events import NO_EVENTS, EventOutbox
 from satchel.metadata.tables import files, tus_uploads
 
 _BATCH = 500
@@ -72,8 +73,12 @@ async def end_claim(
 
 
 class SqlFileRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Files' rows; ``file.stored``, ``file.deleted`` and ``file.expired`` are written to
+    ``events`` in the same transactions."""
+
+    def __init__(self, engine: AsyncEngine, events: EventOutbox = NO_EVENTS) -> None:
         self._engine = engine
+        self._events = events
 
     async def insert(self, record: StoredFile, delete_token_sha256: str) -> None:
         values = {
@@ -92,6 +97,8 @@ class SqlFileRepo:
         }
         async with self._engine.begin() as conn:
             await conn.execute(insert(files).values(**values))
+            await self._events.write(conn, "file.stored", [event_data(record)])
+        self._events.committed()
 
     async def get(self, file_id: str) -> StoredFile | None:
         query = select(files).where(files.c.id == file_id)
@@ -127,12 +134,19 @@ class SqlFileRepo:
             .returning(files.c.id)
         )
         async with self._engine.begin() as conn:
-            return (await conn.execute(stmt)).first() is not None
+            deleted = (await conn.execute(stmt)).first() is not None
+            if deleted:
+                await self._events.write(conn, "file.deleted", [{"id": file_id}])
+        self._events.committed()
+        return deleted
 
     async def remove(self, ids: Sequence[str]) -> None:
         async with self._engine.begin() as conn:
             for at in range(0, len(ids), _BATCH):
-                await conn.execute(delete(files).where(files.c.id.in_(ids[at : at + _BATCH])))
+                batch = delete(files).where(files.c.id.in_(ids[at : at + _BATCH]))
+                gone = [row.id for row in await conn.execute(batch.returning(files.c.id))]
+                await self._events.write(conn, "file.deleted", [{"id": i} for i in gone])
+        self._events.committed()
 
     async def purge(self, now: datetime) -> list[str]:
         stale = update(files).where(files.c.claims > 0, files.c.claimed_at < now - CLAIM_LEASE)
@@ -148,7 +162,10 @@ class SqlFileRepo:
         )
         async with self._engine.begin() as conn:
             await conn.execute(stale.values(claims=0))  # left by a process that died
-            return [row.id for row in await conn.execute(stmt)]
+            ids = [row.id for row in await conn.execute(stmt)]
+            await self._events.write(conn, "file.expired", [{"id": i} for i in ids])
+        self._events.committed()
+        return ids
 
     async def known(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

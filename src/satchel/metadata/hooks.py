@@ -1,11 +1,11 @@
-"""The webhook outbox over SQL (SQLite or PostgreSQL)."""
+"""The webhook outbox over SQL (SQLite or PostgreSQL): deliveries claimed, sent, retried
+(they are written by ``metadata/events.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.hooks.rules import Delivery
@@ -16,15 +16,6 @@ from satchel.metadata.tables import hook_outbox as outbox
 class SqlHookOutbox:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-
-    async def add(self, deliveries: Sequence[tuple[str, str, str]], now: datetime) -> None:
-        """(id, url, body) of each delivery to make, due now."""
-        rows = [
-            {"id": i, "url": url, "body": body, "next_at": now, "created_at": now}
-            for i, url, body in deliveries
-        ]
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(outbox), rows)
 
     async def claim(self, now: datetime, until: datetime, limit: int) -> list[Delivery]:
         """Deliveries due now and claimed by nobody, now claimed until ``until``, in one

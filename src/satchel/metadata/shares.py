@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from satchel.files.rules import StoredFile
+from satchel.metadata.events import NO_EVENTS, EventOutbox
 from satchel.metadata.files import CLAIM_LEASE, claim, end_claim, record_of, utc
 from satchel.metadata.tables import files, shares
 from satchel.shares.rules import Share
@@ -26,9 +27,16 @@ def _share(row: Any) -> Share:
     )
 
 
+def _closed(share_id: str, reason: str) -> dict[str, object]:
+    return {"id": share_id, "reason": reason}
+
+
 class SqlShareRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Shares' rows; ``share.closed`` is written to ``events`` with the change."""
+
+    def __init__(self, engine: AsyncEngine, events: EventOutbox = NO_EVENTS) -> None:
         self._engine = engine
+        self._events = events
 
     async def insert(self, share: Share, owner_token_sha256: str) -> None:
         values = {
@@ -60,8 +68,9 @@ class SqlShareRepo:
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).first() is not None
 
-    async def update(self, share: Share) -> None:
-        """Keep the share's settings; its files expire with it."""
+    async def update(self, share: Share, *, closing: bool = False) -> None:
+        """Keep the share's settings; its files expire with it. ``closing``: it was
+        open until now."""
         values = {
             "expires_at": share.expires_at,
             "max_downloads": share.max_downloads,
@@ -73,6 +82,9 @@ class SqlShareRepo:
             await conn.execute(
                 update(files).where(files.c.share == share.id).values(expires_at=share.expires_at)
             )
+            if closing:
+                await self._events.write(conn, "share.closed", [_closed(share.id, "closed")])
+        self._events.committed()
 
     async def files(self, share_id: str) -> list[StoredFile]:
         """The share's files, oldest first."""
@@ -87,11 +99,16 @@ class SqlShareRepo:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar() or 0)
 
-    async def delete(self, share_id: str) -> bool:
-        """Forget the share (its files' rows are the file store's to remove)."""
+    async def delete(self, share_id: str, reason: str) -> bool:
+        """Forget the share (its files' rows are the file store's to remove); ``reason``
+        goes into its ``share.closed`` event."""
         stmt = delete(shares).where(shares.c.id == share_id).returning(shares.c.id)
         async with self._engine.begin() as conn:
-            return (await conn.execute(stmt)).first() is not None
+            deleted = (await conn.execute(stmt)).first() is not None
+            if deleted:
+                await self._events.write(conn, "share.closed", [_closed(share_id, reason)])
+        self._events.committed()
+        return deleted
 
     async def claim_download(self, share_id: str, now: datetime) -> bool:
         return await claim(self._engine, shares, share_id, now)

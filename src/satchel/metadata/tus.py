@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from satchel.metadata.events import NO_EVENTS, EventOutbox
 from satchel.metadata.files import utc
 from satchel.metadata.tables import tus_uploads
-from satchel.tus.rules import Upload, upload_key
+from satchel.tus.rules import Upload, started_event, upload_key
 
 
 def _upload(row: Any, upload_id: str) -> Upload:
@@ -31,8 +32,11 @@ def _upload(row: Any, upload_id: str) -> Upload:
 
 
 class SqlUploadRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Uploads' rows; ``upload.started`` is written to ``events`` with the row."""
+
+    def __init__(self, engine: AsyncEngine, events: EventOutbox = NO_EVENTS) -> None:
         self._engine = engine
+        self._events = events
 
     async def insert(self, upload: Upload) -> None:
         values = {
@@ -50,6 +54,8 @@ class SqlUploadRepo:
         }
         async with self._engine.begin() as conn:
             await conn.execute(insert(tus_uploads).values(**values))
+            await self._events.write(conn, "upload.started", [started_event(upload)])
+        self._events.committed()
 
     async def get(self, upload_id: str) -> Upload | None:
         query = select(tus_uploads).where(tus_uploads.c.id == upload_key(upload_id))

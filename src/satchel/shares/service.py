@@ -50,15 +50,18 @@ class ShareRepo(Protocol):
 
     async def owns(self, share_id: str, owner_token_sha256: str) -> bool: ...
 
-    async def update(self, share: Share) -> None:
-        """Keep its settings; its files' expiry follows its own."""
+    async def update(self, share: Share, *, closing: bool = False) -> None:
+        """Keep its settings; its files' expiry follows its own. ``closing``: it was
+        open until now (a ``share.closed`` event, reason ``closed``)."""
         ...
 
     async def files(self, share_id: str) -> list[StoredFile]: ...
 
     async def count_files(self, share_id: str) -> int: ...
 
-    async def delete(self, share_id: str) -> bool: ...
+    async def delete(self, share_id: str, reason: str) -> bool:
+        """Gone, and a ``share.closed`` event with ``reason``; False if it was already."""
+        ...
 
     async def claim_download(self, share_id: str, now: datetime) -> bool: ...
 
@@ -133,16 +136,17 @@ class Shares:
             changed = replace(changed, password=record)
         if change.close and not share.closed:
             changed = replace(changed, closed_at=now)
-        await self.repo.update(changed)
-        if changed.closed and not share.closed:
-            await self._closed(changed, "closed")
+        closing = changed.closed and not share.closed
+        await self.repo.update(changed, closing=closing)
+        if closing:
+            log.info("Share %s closed", share.id[:8])
         return changed
 
     async def delete(self, share: Share) -> None:
         """The share and its files are gone."""
         await self.store.remove(await self.repo.files(share.id))
-        if await self.repo.delete(share.id):
-            await self._closed(share, "deleted")
+        if await self.repo.delete(share.id, "deleted"):
+            log.info("Share %s deleted", share.id[:8])
 
     async def files(self, share: Share) -> list[StoredFile]:
         now = datetime.now(UTC)
@@ -209,11 +213,7 @@ class Shares:
         ended = await self.repo.ended(now)
         for share in ended:
             await self.store.remove(await self.repo.files(share.id))
-            if await self.repo.delete(share.id):
-                await self._closed(share, "expired" if share.expires_at <= now else "used_up")
+            reason = "expired" if share.expires_at <= now else "used_up"
+            if await self.repo.delete(share.id, reason):
+                log.info("Share %s %s", share.id[:8], reason.replace("_", " "))
         return len(ended)
-
-    async def _closed(self, share: Share, reason: str) -> None:
-        """``share.closed``: no more files come (closed), or it is gone (the others)."""
-        log.info("Share %s %s", share.id[:8], reason.replace("_", " "))
-        await self.store.emit("share.closed", {"id": share.id, "reason": reason})

@@ -90,6 +90,15 @@ def upload_key(upload_id: str) -> str:
     return hashlib.sha256(f"satchel tus upload\0{upload_id}".encode()).hexdigest()
 
 
+def started_event(upload: Upload) -> dict[str, object]:
+    """The data of the ``upload.started`` webhook event."""
+    return {
+        "file_id": upload.file_id,
+        "length": upload.length,
+        "name": upload.metadata.get("filename"),
+    }
+
+
 class UploadRepo(Protocol):
     """Resumable uploads' metadata; the bytes are the shell's business."""
 

@@ -83,12 +83,6 @@ class TusStore:
         await blocking(self.storage.create_upload, upload.key, upload.file_id)
         await self.repo.insert(upload)
         self.files.space.promises_changed()
-        started: dict[str, object] = {
-            "file_id": upload.file_id,
-            "length": length,
-            "name": metadata.get("filename"),
-        }
-        await self.files.emit("upload.started", started)
         if length == 0:
             return await self.settle(upload)
         return upload
