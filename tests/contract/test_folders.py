@@ -133,13 +133,44 @@ def test_a_member_is_read_whole_only_as_the_version_listed(tmp_path: Path) -> No
     member.parent.mkdir()
     member.write_bytes(b"x" * 1000)
     [source] = folders.scan("f")[0]
-    assert folders.read_whole(source) == b"x" * 1000
+
+    def read_whole(source: SourceFile) -> bytes:
+        into = bytearray(source.version.size)
+        folders.read_whole(source, memoryview(into))
+        return bytes(into)
+
+    assert read_whole(source) == b"x" * 1000
     for n, change in enumerate((b"x" * 1001, b"x" * 999, b"y" * 1000)):  # grown, shrunk…
         member.write_bytes(change)
         os.utime(member, ns=(1, (n + 1) * 10**9))  # …rewritten: a new mtime, whatever the clock
         with pytest.raises(ArchiveChanged):
-            folders.read_whole(source)
+            read_whole(source)
     [source] = folders.scan("f")[0]
     member.unlink()
     with pytest.raises(ArchiveChanged):
-        folders.read_whole(source)
+        read_whole(source)
+
+
+@pytest.mark.parametrize("override", [False, True])
+def test_a_file_its_owner_may_not_read_is_skipped_unless_we_may_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, override: bool
+) -> None:
+    """The scan reads an owner's mode bits instead of calling ``access`` a file; a process
+    that may override permissions (root) reads every file, so lists every one."""
+    monkeypatch.setattr("satchel.storage.folders._may_override_permissions", lambda: override)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "open.jpg").write_bytes(b"x")
+    (folder / "shut.jpg").write_bytes(b"y")
+    (folder / "shut.jpg").chmod(0o200)
+    names = {source.version.name for source in LocalFolders(tmp_path).scan("f")[0]}
+    assert names == ({"open.jpg", "shut.jpg"} if override else {"open.jpg"})
+
+
+def test_the_process_knows_whether_it_may_override_permissions(tmp_path: Path) -> None:
+    from satchel.storage.folders import _may_override_permissions
+
+    shut = tmp_path / "shut.jpg"
+    shut.write_bytes(b"y")
+    shut.chmod(0o200)
+    assert _may_override_permissions() == os.access(shut, os.R_OK)  # what the kernel says

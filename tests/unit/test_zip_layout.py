@@ -168,23 +168,29 @@ def test_pieces_reject_ranges_outside_the_archive() -> None:
         list(layout.pieces(0, layout.size + 1))
 
 
-def test_plans_are_kept_by_key_and_etag_and_bounded_by_members() -> None:
+def test_plans_are_kept_by_key_and_scan_and_bounded_by_members() -> None:
     from satchel.archive.manifest import Plans, build_manifest
     from satchel.storage.base import FileVersion, SourceFile
 
-    def folder(name: str, count: int, mtime: int = 0) -> list[SourceFile]:
+    def folder(count: int, mtime: int = 0) -> list[SourceFile]:
         return [SourceFile(FileVersion(f"{i}", 1, mtime, i), f"/p/{i}") for i in range(count)]
 
-    plans = Plans(max_members=10)
-    a = build_manifest("a", folder("a", 4), 0, plans=plans)
-    assert build_manifest("a", folder("a", 4), 0, plans=plans) is a  # reused
-    touched = build_manifest("a", folder("a", 4, mtime=5), 0, plans=plans)
+    plans, limits = Plans(max_members=10), Limits()
+    a = build_manifest("a", folder(4), 0, plans=plans)
+    assert build_manifest("a", folder(4), 0, plans=plans) is a  # reused
+    other_order = build_manifest("a", folder(4)[::-1], 0, plans=plans)  # scanned in another
+    assert other_order is not a and other_order.etag == a.etag  # order: planned again, alike
+    assert build_manifest("a", folder(4), 0, Limits(zip64_at=2), plans) is not a
+    touched = build_manifest("a", folder(4, mtime=5), 0, plans=plans)
     assert touched is not a and touched.etag != a.etag
-    b = build_manifest("b", folder("b", 4), 0, plans=plans)  # 12 members: a goes
-    assert plans.get("a", a.etag) is None and plans.get("b", b.etag) is b
-    assert plans.get("a", touched.etag) is touched
-    build_manifest("huge", folder("huge", 11), 0, plans=plans)  # more than it may hold
-    assert plans.get("b", b.etag) is b
+    assert plans.get("a", folder(4), limits) is None  # only a folder's latest plan is kept
+    b = build_manifest("b", folder(4), 0, plans=plans)
+    assert plans.get("a", folder(4, mtime=5), limits) is touched
+    assert plans.get("b", folder(4), limits) is b
+    c = build_manifest("c", folder(4), 0, plans=plans)  # 12 members: the oldest, a, goes
+    assert plans.get("a", folder(4, mtime=5), limits) is None
+    build_manifest("huge", folder(11), 0, plans=plans)  # more than it may hold
+    assert plans.get("b", folder(4), limits) is b and plans.get("c", folder(4), limits) is c
 
 
 def test_an_empty_member_has_no_data_piece() -> None:

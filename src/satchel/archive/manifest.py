@@ -71,33 +71,41 @@ class Manifest:
 
 
 class Plans:
-    """The latest plans, by key and ETag: the next archive of an unchanged folder reuses
-    its layout and the header records it rendered. Bounded by members, not plans (a plan
-    holds about 1 KB a member); a folder larger than that is planned afresh each
-    time, which keeps a server's memory down. Used from threads."""
+    """The latest plan of each folder, with what its scan found: the next archive of a
+    folder whose scan finds the same (files, versions and order: a folder unchanged)
+    reuses its layout and the header records it rendered, without sorting or hashing
+    the files again. Bounded by members, not plans (a plan holds about 1 KB a member);
+    a folder larger than that is planned afresh each time, which keeps a server's
+    memory down. Used from threads."""
 
     def __init__(self, max_members: int = 50_000) -> None:
-        self._plans: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
+        self._plans: OrderedDict[str, tuple[tuple[SourceFile, ...], Limits, Manifest]] = (
+            OrderedDict()
+        )
         self._members = 0
         self._max = max_members
         self._lock = threading.Lock()
 
-    def get(self, key: str, etag: str) -> Manifest | None:
+    def get(self, key: str, scanned: Sequence[SourceFile], limits: Limits) -> Manifest | None:
         with self._lock:
-            plan = self._plans.get((key, etag))
-            if plan is not None:
-                self._plans.move_to_end((key, etag))
-            return plan
+            kept = self._plans.get(key)
+            if kept is None or kept[1] != limits or kept[0] != tuple(scanned):
+                return None
+            self._plans.move_to_end(key)
+            return kept[2]
 
-    def put(self, plan: Manifest) -> None:
+    def put(self, plan: Manifest, scanned: Sequence[SourceFile], limits: Limits) -> None:
         with self._lock:
-            if (plan.key, plan.etag) in self._plans or len(plan.files) > self._max:
+            if len(plan.files) > self._max:
                 return
-            self._plans[plan.key, plan.etag] = plan
+            dropped = self._plans.pop(plan.key, None)
+            if dropped is not None:
+                self._members -= len(dropped[2].files)
+            self._plans[plan.key] = (tuple(scanned), limits, plan)
             self._members += len(plan.files)
             while self._members > self._max:
-                _, dropped = self._plans.popitem(last=False)
-                self._members -= len(dropped.files)
+                _, (_, _, oldest) = self._plans.popitem(last=False)
+                self._members -= len(oldest.files)
 
 
 def build_manifest(
@@ -107,12 +115,12 @@ def build_manifest(
     limits: Limits = Limits(),
     plans: Plans | None = None,
 ) -> Manifest:
-    """A folder's archive: every file, ordered by name (the plan in ``plans`` if the
-    folder is as it was then)."""
+    """A folder's archive: every file, ordered by name (the plan in ``plans`` if its scan
+    found the same files)."""
+    if plans is not None and (known := plans.get(folder, files, limits)) is not None:
+        return known
     ordered = sorted(files, key=lambda f: f.version.name)
     etag = _etag(limits, ((f.version.name, f) for f in ordered))
-    if plans is not None and (known := plans.get(folder, etag)) is not None:
-        return known
     by_name = {f.version.name: f for f in ordered}
     members = small_first(
         [ZipMember(f.version.name, f.version.size, f.version.mtime_ns // 10**9) for f in ordered],
@@ -130,7 +138,7 @@ def build_manifest(
         (None,) * len(placed),
     )
     if plans is not None and placed:
-        plans.put(plan)
+        plans.put(plan, files, limits)
     return plan
 
 

@@ -26,7 +26,7 @@ from satchel.storage.base import (
     reads_whole,
     stores_crc,
 )
-from satchel.zipstream import Part, Piece
+from satchel.zipstream import Part
 
 log = logging.getLogger("satchel.archive")
 
@@ -123,18 +123,51 @@ def _retire_and_open(previous: _OpenFile | None, following: _OpenFile | None) ->
         following.open()
 
 
-def _read_whole(
-    sources: Sources, wanted: Sequence[tuple[SourceFile, bool]], previous: _OpenFile | None
-) -> list[tuple[bytes, int | None]]:
-    """Check and close ``previous``; then read each file whole, checking it is still the
-    version in the manifest, and compute its CRC where asked."""
+def _assemble(
+    sources: Sources,
+    manifest: Manifest,
+    known: Sequence[int | None],
+    start: int,
+    stop: int,
+    indexes: range,
+    previous: _OpenFile | None,
+) -> tuple[bytearray, list[tuple[int, int]], list[tuple[int, int]]]:
+    """Check and close ``previous``; then archive bytes [start, stop), the headers and
+    bodies of the small members ``indexes``, in one buffer. Each body is read whole
+    (into its place when the range holds all of it) and checked against the version in
+    the manifest; a CRC not known is computed from it. Returns the buffer, each
+    member's CRC, and those computed."""
     _retire_and_open(previous, None)
-    whole = sources.read_whole if reads_whole(sources) else None
-    read = []
-    for source, crc_wanted in wanted:
-        body = whole(source) if whole else read_all(sources.open(source), source)
-        read.append((body, crc32(body) if crc_wanted else None))
-    return read
+    layout, files = manifest.layout, manifest.files
+    out = bytearray(stop - start)
+    view = memoryview(out)
+    read = sources.read_whole if reads_whole(sources) else None
+    crcs, computed = [], []
+    for index in indexes:
+        entry, source = layout.entries[index], files[index]
+        data_at = entry.offset + entry.local_len
+        end = data_at + source.version.size
+        whole = start <= data_at and end <= stop
+        body = (
+            view[data_at - start : end - start] if whole else memoryview(bytearray(end - data_at))
+        )
+        if read is not None:
+            read(source, body)
+        else:
+            read_all(sources.open(source), source, body)
+        lo, hi = max(start, data_at), min(stop, end)
+        if not whole and lo < hi:
+            view[lo - start : hi - start] = body[lo - data_at : hi - data_at]
+        crc = known[index]
+        if crc is None:
+            crc = crc32(body)
+            computed.append((index, crc))
+        crcs.append((index, crc))
+        lo, hi = max(start, entry.offset), min(stop, data_at)
+        if lo < hi:
+            header = layout.local_header(index, crc)
+            view[lo - start : hi - start] = header[lo - entry.offset : hi - entry.offset]
+    return out, crcs, computed
 
 
 def _crc_of(opened: _OpenFile, chunk_size: int) -> int:
@@ -147,13 +180,8 @@ def _close_all(files: list[_OpenFile]) -> None:
         opened.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    """Pieces of small members, and the reading of those members' bytes."""
-
-    pieces: list[Piece]
-    indexes: list[int]
-    reading: asyncio.Future[list[tuple[bytes, int | None]]]
+_Batch = asyncio.Future[tuple[bytearray, list[tuple[int, int]], list[tuple[int, int]]]]
+"""A batch of small members being assembled (see :func:`_assemble`)."""
 
 
 @dataclass
@@ -178,41 +206,47 @@ class ArchiveSender:
 
     async def send(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
+        entries = layout.entries
         self._stop = stop
-        batches, batch, batched = self._batches, list[Piece](), 0
-        pending: _Batch | None = None  # read, or being read, and not yet written
-        for piece in layout.pieces(start, stop):
-            if batches and piece.index >= 0 and layout.entries[piece.index].member.size <= SMALL:
-                batch.append(piece)
-                batched += piece.length
-                if batched >= BATCH and piece.part is Part.DATA:  # at a member's end
-                    pending = await self._next_batch(batch, pending)
-                    batch, batched = [], 0
+        batches = self._batches
+        pending: _Batch | None = None  # assembled, or being assembled, not yet written
+        at = start
+        while at < min(stop, layout.central_offset):
+            index = layout.entry_at(at)
+            entry = entries[index]
+            if batches and entry.member.size <= SMALL:
+                # this member and the small ones after it, up to BATCH bytes: one batch
+                last, limit = index + 1, min(stop, at + BATCH)
+                while (
+                    last < len(entries)
+                    and entries[last].offset < limit
+                    and entries[last].member.size <= SMALL
+                ):
+                    last += 1
+                until = min(stop, entries[last - 1].end)
+                pending = await self._next_batch(at, until, range(index, last), pending)
+                at = until
                 continue
-            if batch:
-                pending = await self._next_batch(batch, pending)
-                batch, batched = [], 0
             if pending is not None:
                 await self._write_batch(pending)
                 pending = None
-            if piece.part is Part.LOCAL:
-                header = layout.local_header(piece.index, await self._crc(piece.index))
-                await self._write(header[piece.start : piece.stop])
-            elif piece.part is Part.DATA:
-                await self._send_body(piece.index, piece.start, piece.length)
-            else:
-                if self._open is not None:  # the last body must be intact before the end
-                    await self._switch(None, open_it=False)
-                if piece.part is Part.CENTRAL:
-                    await self._send_central(piece.start, piece.stop)
+            until = min(stop, entry.end)
+            for piece in layout.pieces(at, until):
+                if piece.part is Part.LOCAL:
+                    header = layout.local_header(index, await self._crc(index))
+                    await self._write(header[piece.start : piece.stop])
                 else:
-                    await self._write(layout.end_records()[piece.start : piece.stop])
-        if batch:
-            pending = await self._next_batch(batch, pending)
+                    await self._send_body(index, piece.start, piece.length)
+            at = until
         if pending is not None:
             await self._write_batch(pending)
-        if self._open is not None:  # a range that ends inside the entries
-            await blocking(self._open.verify)
+        if self._open is not None:  # the last body must be intact before what follows
+            await self._switch(None, open_it=False)
+        for piece in layout.pieces(at, stop):
+            if piece.part is Part.CENTRAL:
+                await self._send_central(piece.start, piece.stop)
+            else:
+                await self._write(layout.end_records()[piece.start : piece.stop])
 
     @property
     def _batches(self) -> bool:
@@ -221,36 +255,29 @@ class ArchiveSender:
         fetch = self.sources.fetch_ahead if fetches_ahead(self.sources) else 0
         return self.delay == 0 and fetch == 0
 
-    async def _next_batch(self, pieces: list[Piece], pending: _Batch | None) -> _Batch:
-        """Start reading the members of ``pieces`` in a thread (whole, with the CRCs not
-        known), then write the batch read before it meanwhile."""
-        indexes = list(dict.fromkeys(p.index for p in pieces))
-        files = self.manifest.files
-        wanted = [(files[i], i not in self._crcs and self.known[i] is None) for i in indexes]
+    async def _next_batch(
+        self, start: int, stop: int, indexes: range, pending: _Batch | None
+    ) -> _Batch:
+        """Start assembling archive bytes [start, stop) of the small members ``indexes``
+        in a thread, then write the batch assembled before it meanwhile. (One batch at a
+        time: two in threads at once were slower, bench/RESULTS.md.)"""
         previous, self._open = self._open, None  # checked and closed in the same hop
         # The thread opens and closes every file itself: cancelling us leaks none.
-        reading = asyncio.ensure_future(blocking(_read_whole, self.sources, wanted, previous))
-        reading.add_done_callback(lambda t: t.cancelled() or t.exception())
+        batch = asyncio.ensure_future(
+            blocking(
+                _assemble, self.sources, self.manifest, self.known, start, stop, indexes, previous
+            )
+        )
+        batch.add_done_callback(lambda t: t.cancelled() or t.exception())
         if pending is not None:
             await self._write_batch(pending)
-        return _Batch(pieces, indexes, reading)
+        return batch
 
     async def _write_batch(self, batch: _Batch) -> None:
         """Small members' headers and bodies (or parts of them), in one write."""
-        layout = self.manifest.layout
-        bodies = {}
-        for index, (body, crc) in zip(batch.indexes, await batch.reading, strict=True):
-            bodies[index] = body
-            if crc is not None:
-                self._crcs[index] = crc
-                self.computed.append((index, crc))
-        out = bytearray()
-        for piece in batch.pieces:
-            if piece.part is Part.LOCAL:
-                header = layout.local_header(piece.index, await self._crc(piece.index))
-                out += header[piece.start : piece.stop]
-            else:
-                out += memoryview(bodies[piece.index])[piece.start : piece.stop]
+        out, crcs, computed = await batch
+        self._crcs.update(crcs)
+        self.computed += computed
         await self._write(out)
 
     async def close(self) -> None:

@@ -66,10 +66,11 @@ class MixedSources:
         self.storage = storage
         self.fetch_ahead = folders.fetch_ahead if fetches_ahead(folders) else 0
 
-    def read_whole(self, source: SourceFile) -> bytes:
+    def read_whole(self, source: SourceFile, into: memoryview) -> None:
         if not source.stored and reads_whole(self.folders):
-            return self.folders.read_whole(source)
-        return read_all(self.open(source), source)
+            self.folders.read_whole(source, into)
+        else:
+            read_all(self.open(source), source, into)
 
     def open(self, source: SourceFile) -> Member:
         if not source.stored:

@@ -294,24 +294,23 @@ class WholeReads(Protocol):
     read whole in one call, checked against its version, cheaper than through a
     :class:`Member` (an archive of many small files reads them so)."""
 
-    def read_whole(self, source: SourceFile) -> bytes:
-        """``ArchiveChanged`` if it is gone or no longer that version."""
+    def read_whole(self, source: SourceFile, into: memoryview) -> None:
+        """Fill ``into``, as long as the file, with its bytes; ``ArchiveChanged`` if it is
+        gone or no longer that version."""
         ...
 
 
-def read_all(member: Member, source: SourceFile) -> bytes:
-    """All the bytes of ``member``, opened as ``source``, checked against its version;
-    then it is closed."""
+def read_all(member: Member, source: SourceFile, into: memoryview) -> None:
+    """Fill ``into`` with all the bytes of ``member``, opened as ``source``, checked
+    against its version; then it is closed."""
     try:
-        body = bytearray(source.version.size)
-        view, got = memoryview(body), 0
-        while got < len(body):
-            n = member.read_into(got, view[got:])
+        got = 0
+        while got < len(into):
+            n = member.read_into(got, into[got:])
             if n == 0:
                 raise ArchiveChanged(f"{source.version.name} shrank while being read")
             got += n
         member.verify()
-        return bytes(body)
     finally:
         member.close()
 

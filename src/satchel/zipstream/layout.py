@@ -192,9 +192,8 @@ class Layout:
         stop = self.size if stop is None else stop
         if not 0 <= start <= stop <= self.size:
             raise ValueError(f"range [{start}, {stop}) outside archive of {self.size} bytes")
-        first = max(bisect.bisect_right(self._starts, start) - 1, 0)
         local, data = Part.LOCAL, Part.DATA
-        for index in range(first, len(self.entries)):
+        for index in range(self.entry_at(start), len(self.entries)):
             entry = self.entries[index]
             at = entry.offset
             if at >= stop:
@@ -209,6 +208,11 @@ class Layout:
                 yield Piece(data, index, lo - at, hi - at)
         yield from _clip(Part.CENTRAL, -1, self.central_offset, self.central_size, start, stop)
         yield from _clip(Part.END, -1, self.end_offset, self.end_size, start, stop)
+
+    def entry_at(self, offset: int) -> int:
+        """The index of the entry whose local header or body holds byte ``offset`` (0 when
+        there is none before it)."""
+        return max(bisect.bisect_right(self._starts, offset) - 1, 0)
 
     def central_entries(self, start: int, stop: int) -> range:
         """Indexes of the entries whose central records overlap [start, stop) of CENTRAL."""

@@ -18,9 +18,12 @@ MAX_SEGMENT_BYTES = 255
 _DEVICES = re.compile(r"(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|(COM|LPT)[0-9¹²³])", re.IGNORECASE)
 _DRIVE = re.compile(r".:", re.DOTALL)  # ntpath reads any "X:" as a drive
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode's Cc and Cs
-# ASCII letters, digits, "_", "-" and inner dots, at most 255: no rule below refuses one
-# but the device names
-_PLAIN = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9_.-]{0,253}[A-Za-z0-9_-])?")
+# ASCII letters, digits, "_", "-" and inner dots, at most 255, and not a device name: no
+# rule below refuses one
+_PLAIN = re.compile(
+    r"(?!(?i:CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(?:\.|\Z))"
+    r"[A-Za-z0-9_-](?:[A-Za-z0-9_.-]{0,253}[A-Za-z0-9_-])?"
+)
 
 
 def unsafe_reason(name: str) -> str | None:
@@ -36,9 +39,15 @@ def unsafe_reason(name: str) -> str | None:
 
 def segment_reason(segment: str) -> str | None:
     """Why one segment (a file or folder name) is not safe in a member name, or None."""
-    if _PLAIN.fullmatch(segment) and not _DEVICES.fullmatch(segment.split(".", 1)[0]):
-        return None  # most names: what the rules accept, in one regex (a scan asks per file)
+    if plain_segment(segment):
+        return None
     return _segment_rules(segment)
+
+
+def plain_segment(segment: str) -> bool:
+    """Whether ``segment`` is one most names are: safe by one regex (a scan asks per
+    file), and ASCII."""
+    return _PLAIN.fullmatch(segment) is not None
 
 
 def _segment_rules(segment: str) -> str | None:
