@@ -4,6 +4,7 @@ Dockerfile name only settings that exist, and agree with nginx.conf."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
@@ -20,7 +21,7 @@ import yaml
 
 from satchel.config import Settings
 from tests.conftest import DEPLOY, LiveServer, deployed_nginx, require_tool, serving
-from tests.helpers import call, make_folder, random_files
+from tests.helpers import call, eventually, make_folder, random_files
 
 pytestmark = [pytest.mark.interop]
 
@@ -99,7 +100,12 @@ def test_a_download_resumes_and_the_request_id_is_nginx_s(balancer: str, tmp_pat
     status, headers, _ = call("GET", f"{balancer}/check/{path.split('/')[2]}")
     request_id = headers["X-Request-Id"]
     assert status == 200 and re.fullmatch(r"[0-9a-f]{32}", request_id)  # nginx's $request_id
-    assert request_id in (tmp_path / "nginx-access.log").read_text()
+    log = tmp_path / "nginx-access.log"
+
+    async def logged() -> bool:  # nginx writes the line once the response is out
+        return request_id in log.read_text()
+
+    asyncio.run(eventually(logged, what="nginx's access-log line"))
     assert call("GET", f"{balancer}/metrics")[0] == 200  # allowed from the loopback
 
 
