@@ -84,7 +84,7 @@ def test_pieces_of_any_range_concatenate_to_that_slice(
             out += by_name[ordered[piece.index].name][piece.start : piece.stop]
         elif piece.part is Part.CENTRAL:
             for i in layout.central_entries(piece.start, piece.stop):
-                at = layout.entries[i].central_at
+                at = layout.central_ats[i]
                 record = layout.central_record(i, crcs[i])
                 out += record[max(piece.start - at, 0) : max(piece.stop - at, 0)]
         else:

@@ -121,12 +121,13 @@ def build_manifest(
         return known
     ordered = sorted(files, key=lambda f: f.version.name)
     etag = _etag(limits, ((f.version.name, f) for f in ordered))
-    by_name = {f.version.name: f for f in ordered}
-    members = small_first(
-        [ZipMember(f.version.name, f.version.size, f.version.mtime_ns // 10**9) for f in ordered],
-        limits,
-    )
-    placed = tuple(by_name[m.name] for m in members)
+    listed = [ZipMember(v.name, v.size, v.mtime_ns // 10**9) for v, _, _ in ordered]
+    members = small_first(listed, limits)
+    if members == listed:  # as a rule: the same objects, compared by identity
+        placed = tuple(ordered)
+    else:
+        by_name = {f.version.name: f for f in ordered}
+        placed = tuple(by_name[m.name] for m in members)
     plan = Manifest(
         folder,
         folder,

@@ -144,8 +144,7 @@ def _assemble(
     read = sources.read_whole if reads_whole(sources) else None
     crcs, computed = [], []
     for index in indexes:
-        entry, source = layout.entries[index], files[index]
-        data_at = entry.offset + entry.local_len
+        source, offset, data_at = files[index], layout.offsets[index], layout.data_ats[index]
         end = data_at + source.version.size
         whole = start <= data_at and end <= stop
         body = (
@@ -163,10 +162,10 @@ def _assemble(
             crc = crc32(body)
             computed.append((index, crc))
         crcs.append((index, crc))
-        lo, hi = max(start, entry.offset), min(stop, data_at)
+        lo, hi = max(start, offset), min(stop, data_at)
         if lo < hi:
             header = layout.local_header(index, crc)
-            view[lo - start : hi - start] = header[lo - entry.offset : hi - entry.offset]
+            view[lo - start : hi - start] = header[lo - offset : hi - offset]
     return out, crcs, computed
 
 
@@ -206,31 +205,26 @@ class ArchiveSender:
 
     async def send(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
-        entries = layout.entries
+        offsets, sizes = layout.offsets, layout.sizes
         self._stop = stop
         batches = self._batches
         pending: _Batch | None = None  # assembled, or being assembled, not yet written
         at = start
         while at < min(stop, layout.central_offset):
             index = layout.entry_at(at)
-            entry = entries[index]
-            if batches and entry.member.size <= SMALL:
+            if batches and sizes[index] <= SMALL:
                 # this member and the small ones after it, up to BATCH bytes: one batch
                 last, limit = index + 1, min(stop, at + BATCH)
-                while (
-                    last < len(entries)
-                    and entries[last].offset < limit
-                    and entries[last].member.size <= SMALL
-                ):
+                while last < len(sizes) and offsets[last] < limit and sizes[last] <= SMALL:
                     last += 1
-                until = min(stop, entries[last - 1].end)
+                until = min(stop, layout.end(last - 1))
                 pending = await self._next_batch(at, until, range(index, last), pending)
                 at = until
                 continue
             if pending is not None:
                 await self._write_batch(pending)
                 pending = None
-            until = min(stop, entry.end)
+            until = min(stop, layout.end(index))
             for piece in layout.pieces(at, until):
                 if piece.part is Part.LOCAL:
                     header = layout.local_header(index, await self._crc(index))
@@ -344,11 +338,11 @@ class ArchiveSender:
         fetch = self.sources.fetch_ahead if fetches_ahead(self.sources) else 0
         for following in range(index + 1, min(index + 1 + max(LOOK_AHEAD, fetch), len(files))):
             source = files[following]
-            if layout.entries[following].offset >= self._stop:
+            if layout.offsets[following] >= self._stop:
                 return
             if following in self._ahead or following in self._opening:
                 continue
-            if layout.entries[following].member.size <= SMALL and self._batches:
+            if layout.sizes[following] <= SMALL and self._batches:
                 continue  # read in a batch when it comes
             if following in self._crcs or self.known[following] is not None:
                 if following <= index + fetch:
@@ -369,7 +363,7 @@ class ArchiveSender:
         layout = self.manifest.layout
         batch = bytearray()
         for index in layout.central_entries(start, stop):
-            at = layout.entries[index].central_at
+            at = layout.central_ats[index]
             record = layout.central_record(index, await self._crc(index))
             batch += record[max(start - at, 0) : max(stop - at, 0)]
             if len(batch) >= 64 * 1024:

@@ -8,10 +8,10 @@ __all__ = ["Layout", "Limits", "Member", "Part", "Piece", "render", "small_first
 def render(layout: Layout, crcs: list[int], data: list[bytes]) -> bytes:
     """The whole archive in memory — for tests and tiny archives only."""
     out = bytearray()
-    for i in range(len(layout.entries)):
+    for i in range(len(layout)):
         out += layout.local_header(i, crcs[i])
         out += data[i]
-    for i in range(len(layout.entries)):
+    for i in range(len(layout)):
         out += layout.central_record(i, crcs[i])
     out += layout.end_records()
     return bytes(out)
