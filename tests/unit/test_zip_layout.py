@@ -39,7 +39,7 @@ def archives(draw: st.DrawFn) -> tuple[list[Member], list[bytes], Limits]:
 def build(members: list[Member], payloads: list[bytes], lim: Limits) -> tuple[Layout, bytes]:
     by_name = dict(zip((m.name for m in members), payloads, strict=True))
     ordered = small_first(sorted(members, key=lambda m: m.name), lim)
-    layout = Layout(ordered, lim)
+    layout = Layout.of(ordered, lim)
     data = [by_name[m.name] for m in ordered]
     return layout, render(layout, [zlib.crc32(d) for d in data], data)
 
@@ -94,13 +94,13 @@ def test_pieces_of_any_range_concatenate_to_that_slice(
 
 def test_layout_ignores_crc_values() -> None:
     members = [Member("a", 3, 0), Member("b", 5, 0)]
-    layout = Layout(members)
+    layout = Layout.of(members)
     assert len(layout.local_header(0, 0)) == len(layout.local_header(0, 0xFFFFFFFF))
-    assert layout.size == Layout(members).size
+    assert layout.size == Layout.of(members).size
 
 
 def test_empty_archive_is_the_22_byte_end_record() -> None:
-    layout = Layout([])
+    layout = Layout.of([])
     blob = render(layout, [], [])
     assert blob == b"PK\x05\x06" + b"\x00" * 18
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
@@ -108,7 +108,7 @@ def test_empty_archive_is_the_22_byte_end_record() -> None:
 
 
 def test_utf8_names_set_bit_11_and_carry_unicode_path_field() -> None:
-    layout = Layout([Member("фото/😀.jpg", 1, 0)])
+    layout = Layout.of([Member("фото/😀.jpg", 1, 0)])
     header = layout.local_header(0, zlib.crc32(b"x"))
     flags = struct.unpack_from("<H", header, 6)[0]
     assert flags & 0x0800
@@ -119,22 +119,22 @@ def test_utf8_names_set_bit_11_and_carry_unicode_path_field() -> None:
 
 
 def test_ascii_names_need_no_utf8_flag() -> None:
-    header = Layout([Member("a.jpg", 0, 0)]).local_header(0, 0)
+    header = Layout.of([Member("a.jpg", 0, 0)]).local_header(0, 0)
     assert struct.unpack_from("<H", header, 6)[0] == 0
 
 
 def test_zip64_only_when_needed() -> None:
-    small = Layout([Member("a", 10, 0)], Limits(zip64_at=100))
+    small = Layout.of([Member("a", 10, 0)], Limits(zip64_at=100))
     assert not small.zip64_end
     assert struct.unpack_from("<H", small.local_header(0, 0), 4)[0] == 20
-    big = Layout([Member("a", 10, 0), Member("b", 200, 0)], Limits(zip64_at=100))
+    big = Layout.of([Member("a", 10, 0), Member("b", 200, 0)], Limits(zip64_at=100))
     assert struct.unpack_from("<H", big.local_header(1, 0), 4)[0] == 45
     assert big.zip64_end  # the central directory starts past the limit
 
 
 def test_many_entries_use_zip64_end_records() -> None:
     members = [Member(f"{i:03}", 0, 0) for i in range(5)]
-    layout = Layout(members, Limits(max_entries=5))
+    layout = Layout.of(members, Limits(max_entries=5))
     blob = render(layout, [0] * 5, [b""] * 5)
     assert layout.zip64_end
     assert struct.unpack_from("<H", blob, len(blob) - 12)[0] == 0xFFFF
@@ -163,7 +163,7 @@ def test_dos_datetime(mtime: int, expected: tuple[int, int]) -> None:
 
 
 def test_pieces_reject_ranges_outside_the_archive() -> None:
-    layout = Layout([Member("a", 1, 0)])
+    layout = Layout.of([Member("a", 1, 0)])
     with pytest.raises(ValueError):
         list(layout.pieces(0, layout.size + 1))
 
@@ -194,7 +194,22 @@ def test_plans_are_kept_by_key_and_scan_and_bounded_by_members() -> None:
 
 
 def test_an_empty_member_has_no_data_piece() -> None:
-    layout = Layout([Member("a", 3, 0), Member("empty", 0, 0), Member("b", 2, 0)])
+    layout = Layout.of([Member("a", 3, 0), Member("empty", 0, 0), Member("b", 2, 0)])
     parts = [(p.part, p.index) for p in layout.pieces(0, layout.size)]
     assert (Part.DATA, 1) not in parts and (Part.LOCAL, 1) in parts
     assert all(p.length > 0 for p in layout.pieces(0, layout.size))
+
+
+def test_a_folder_whose_first_file_needs_zip64_opens_with_a_small_one() -> None:
+    from satchel.archive.manifest import build_manifest
+    from satchel.storage.base import FileVersion, SourceFile
+
+    sizes = {"a-huge": 500, "b-huge": 700, "c": 3, "d": 4}
+    files = [SourceFile(FileVersion(n, s, 10**9 * s, s), f"/p/{n}") for n, s in sizes.items()]
+    plan = build_manifest("f", files, 0, Limits(zip64_at=100))
+    names = [f.version.name for f in plan.files]
+    assert names == ["c", "a-huge", "b-huge", "d"]
+    blob = render(plan.layout, [0] * 4, [bytes(sizes[n]) for n in names])
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert [(i.filename, i.file_size) for i in zf.infolist()] == [(n, sizes[n]) for n in names]
+    assert plan.last_modified == 700  # the newest file's

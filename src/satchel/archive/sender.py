@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from zlib_ng.zlib_ng import crc32
 
@@ -131,18 +132,17 @@ def _assemble(
     stop: int,
     indexes: range,
     previous: _OpenFile | None,
-) -> tuple[bytearray, list[tuple[int, int]], list[tuple[int, int]]]:
+) -> _Assembled:
     """Check and close ``previous``; then archive bytes [start, stop), the headers and
     bodies of the small members ``indexes``, in one buffer. Each body is read whole
     (into its place when the range holds all of it) and checked against the version in
-    the manifest; a CRC not known is computed from it. Returns the buffer, each
-    member's CRC, and those computed."""
+    the manifest; a CRC not known is computed from it."""
     _retire_and_open(previous, None)
     layout, files = manifest.layout, manifest.files
     out = bytearray(stop - start)
     view = memoryview(out)
     read = sources.read_whole if reads_whole(sources) else None
-    crcs, computed = [], []
+    crcs, computed = array("q"), []
     for index in indexes:
         source, offset, data_at = files[index], layout.offsets[index], layout.data_ats[index]
         end = data_at + source.version.size
@@ -161,12 +161,12 @@ def _assemble(
         if crc is None:
             crc = crc32(body)
             computed.append((index, crc))
-        crcs.append((index, crc))
+        crcs.append(crc)
         lo, hi = max(start, offset), min(stop, data_at)
         if lo < hi:
             header = layout.local_header(index, crc)
             view[lo - start : hi - start] = header[lo - offset : hi - offset]
-    return out, crcs, computed
+    return _Assembled(out, indexes, crcs, computed)
 
 
 def _crc_of(opened: _OpenFile, chunk_size: int) -> int:
@@ -179,7 +179,17 @@ def _close_all(files: list[_OpenFile]) -> None:
         opened.close()
 
 
-_Batch = asyncio.Future[tuple[bytearray, list[tuple[int, int]], list[tuple[int, int]]]]
+class _Assembled(NamedTuple):
+    """A batch of small members' archive bytes, their indexes, each one's CRC, and the
+    CRCs computed (index, CRC)."""
+
+    out: bytearray
+    indexes: range
+    crcs: array[int]
+    computed: list[tuple[int, int]]
+
+
+_Batch = asyncio.Future[_Assembled]
 """A batch of small members being assembled (see :func:`_assemble`)."""
 
 
@@ -194,7 +204,7 @@ class ArchiveSender:
     chunk_size: int = 1024 * 1024
     delay: float = 0.0
     computed: list[tuple[int, int]] = field(default_factory=list)  # (index, CRC)
-    _crcs: dict[int, int] = field(default_factory=dict)
+    _crcs: array[int] = field(init=False)  # each member's CRC once used; -1 before
     _open: _OpenFile | None = None
     # Files of the next entries, their CRCs being computed in threads while the
     # current body goes out: the CRC work overlaps the kernel's copy.
@@ -202,6 +212,9 @@ class ArchiveSender:
     # Files of the next entries being opened (members over a network: ``FetchAhead``)
     _opening: dict[int, tuple[_OpenFile, asyncio.Future[None]]] = field(default_factory=dict)
     _stop: int = 0
+
+    def __post_init__(self) -> None:
+        self._crcs = array("q", [-1]) * len(self.manifest.files)
 
     async def send(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
@@ -269,8 +282,8 @@ class ArchiveSender:
 
     async def _write_batch(self, batch: _Batch) -> None:
         """Small members' headers and bodies (or parts of them), in one write."""
-        out, crcs, computed = await batch
-        self._crcs.update(crcs)
+        out, indexes, crcs, computed = await batch
+        self._crcs[indexes.start : indexes.stop] = crcs
         self.computed += computed
         await self._write(out)
 
@@ -311,17 +324,20 @@ class ArchiveSender:
         return self._open
 
     async def _crc(self, index: int) -> int:
-        if index in self._crcs:
-            return self._crcs[index]
-        crc = self.known[index]
-        if crc is None:
-            if index in self._ahead:
-                following, task = self._ahead.pop(index)  # adopt its open file for the body
-                await self._switch(following, open_it=False)
-                crc = await task
-            else:
-                opened = await self._file(index)
-                crc = await blocking(opened.crc, self.chunk_size)
+        crc = self._crcs[index]
+        if crc >= 0:
+            return crc
+        known = self.known[index]
+        if known is not None:
+            crc = known
+        elif index in self._ahead:
+            following, task = self._ahead.pop(index)  # adopt its open file for the body
+            await self._switch(following, open_it=False)
+            crc = await task
+            self.computed.append((index, crc))
+        else:
+            opened = await self._file(index)
+            crc = await blocking(opened.crc, self.chunk_size)
             self.computed.append((index, crc))
         self._crcs[index] = crc
         return crc
@@ -329,7 +345,7 @@ class ArchiveSender:
     @property
     def cache_hits(self) -> int:
         """Members whose CRC came from ``known``; ``computed`` holds the others."""
-        return len(self._crcs) - len(self.computed)
+        return len(self._crcs) - self._crcs.count(-1) - len(self.computed)
 
     def _look_ahead(self, index: int) -> None:
         """Start CRCs of the next entries whose headers the range reaches; open the next
@@ -344,7 +360,7 @@ class ArchiveSender:
                 continue
             if layout.sizes[following] <= SMALL and self._batches:
                 continue  # read in a batch when it comes
-            if following in self._crcs or self.known[following] is not None:
+            if self._crcs[following] >= 0 or self.known[following] is not None:
                 if following <= index + fetch:
                     opened = _OpenFile(self.sources, following, source)
                     opening = asyncio.ensure_future(blocking(opened.open))

@@ -72,10 +72,12 @@ class Archives:
         """Each file's CRC where one is known: all of them from the archive's snapshot
         while its ETag holds; else from the stored files' records, the snapshot (for the
         files that did not change) and the folders' caches."""
-        snapshot = await self.store.snapshot(manifest.key)
-        whole = snapshot is not None and len(snapshot.crcs) == 4 * len(manifest.files)
-        if snapshot is not None and whole and snapshot.etag == manifest.etag:
-            return Known(crcs_of(snapshot), snapshot=True)
+        snapshot = await self.store.snapshot(manifest.key, manifest.etag)
+        if snapshot is not None and snapshot.etag == manifest.etag:
+            # the same files (an ETag is a hash of their versions)
+            if len(snapshot.crcs) == 4 * len(manifest.files):
+                return Known(crcs_of(snapshot), snapshot=True)
+            snapshot = None  # damaged: its CRCs are computed again
         before = by_version(snapshot) if snapshot is not None else {}
         cached = {f: await self.store.load(f) for f in set(manifest.folders) if f is not None}
         crcs: list[int | None] = []

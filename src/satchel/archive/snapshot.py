@@ -6,12 +6,15 @@ Pure: no IO."""
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from satchel.storage.base import FileVersion, SourceFile
 
 _STAT = struct.Struct(">qqq")  # size, mtime_ns, inode
+_U32 = next(code for code in "IL" if array(code).itemsize == 4)  # "I", as a rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +25,25 @@ class Snapshot:
 
 
 def pack(etag: str, files: Sequence[SourceFile], crcs: Sequence[int]) -> Snapshot:
-    stats = b"".join(_STAT.pack(f.version.size, f.version.mtime_ns, f.version.inode) for f in files)
+    """Packed in place, not a bytes object a file, and copied once: this runs as a cold
+    archive of 100,000 files ends, when the server's memory is at its fullest."""
     names = "\0".join(f.version.name for f in files).encode("utf-8", "surrogatepass")
-    return Snapshot(etag, struct.pack(f">{len(crcs)}I", *crcs), stats + names)
+    stats = bytearray(_STAT.size * len(files))
+    for at, (_, size, mtime_ns, inode) in enumerate(f.version for f in files):
+        _STAT.pack_into(stats, at * _STAT.size, size, mtime_ns, inode)
+    return Snapshot(etag, _big_endian(array(_U32, crcs)).tobytes(), b"".join((stats, names)))
 
 
-def crcs_of(snapshot: Snapshot) -> list[int]:
-    return list(struct.unpack(f">{len(snapshot.crcs) // 4}I", snapshot.crcs))
+def crcs_of(snapshot: Snapshot) -> array[int]:
+    """The CRCs, 4 bytes each as they are kept (100,000: 400 KB, where a list takes 4 MB)."""
+    return _big_endian(array(_U32, snapshot.crcs))
+
+
+def _big_endian(crcs: array[int]) -> array[int]:
+    """Swapped in place where the machine is little-endian (a swap is its own inverse)."""
+    if sys.byteorder == "little":
+        crcs.byteswap()
+    return crcs
 
 
 def by_version(snapshot: Snapshot) -> dict[FileVersion, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import LargeBinary, case, delete, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,9 +54,11 @@ class SqlCrcRepo:
         async with self._engine.begin() as conn:
             await conn.execute(stmt, rows)
 
-    async def snapshot(self, key: str) -> Snapshot | None:
-        columns = (crc_snapshots.c.etag, crc_snapshots.c.crcs, crc_snapshots.c.versions)
-        query = select(*columns).where(crc_snapshots.c.label == key)
+    async def snapshot(self, key: str, etag: str) -> Snapshot | None:
+        table = crc_snapshots.c
+        versions = case((table.etag == etag, literal(b"", LargeBinary)), else_=table.versions)
+        query = select(table.etag, table.crcs, versions.label("versions"))
+        query = query.where(table.label == key)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else Snapshot(row.etag, bytes(row.crcs), bytes(row.versions))

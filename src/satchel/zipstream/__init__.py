@@ -1,8 +1,17 @@
 """Pure ZIP engine: a manifest in, an exact byte layout out. No IO here."""
 
-from satchel.zipstream.layout import Layout, Limits, Member, Part, Piece, small_first
+from satchel.zipstream.layout import Layout, Limits, Member, Part, Piece, first_small, small_first
 
-__all__ = ["Layout", "Limits", "Member", "Part", "Piece", "render", "small_first"]
+__all__ = [
+    "Layout",
+    "Limits",
+    "Member",
+    "Part",
+    "Piece",
+    "first_small",
+    "render",
+    "small_first",
+]
 
 
 def render(layout: Layout, crcs: list[int], data: list[bytes]) -> bytes:

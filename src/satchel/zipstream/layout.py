@@ -19,11 +19,12 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import operator
 import struct
 import time
 import zlib
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
@@ -98,58 +99,79 @@ def small_first(members: Sequence[Member], limits: Limits = Limits()) -> list[Me
     entry is ZIP64; a small file in front avoids that.
     """
     ordered = list(members)
-    if ordered and ordered[0].size >= limits.zip64_at:
-        small = next((i for i, m in enumerate(ordered) if m.size < limits.zip64_at), None)
-        if small is not None:
-            ordered.insert(0, ordered.pop(small))
+    if first := first_small([m.size for m in ordered], limits):
+        ordered.insert(0, ordered.pop(first))
     return ordered
 
 
+def first_small(sizes: Sequence[int], limits: Limits = Limits()) -> int:
+    """Which entry :func:`small_first` puts first: 0, unless that one needs ZIP64 and
+    another does not."""
+    if not sizes or sizes[0] < limits.zip64_at:
+        return 0
+    return next((i for i, size in enumerate(sizes) if size < limits.zip64_at), 0)
+
+
 class Layout:
-    """Exact byte layout of the archive of ``members``, in the given order.
+    """Exact byte layout of the archive of the members (``names``, ``sizes``, ``mtimes``
+    in UTC seconds), in the given order. ``Layout.of`` takes :class:`Member` s.
 
     Compact: a member is its encoded name and a few numbers in arrays, no object of its
     own (an archive of 100,000 files would otherwise hold 100,000 of each kind). ``sizes``,
     ``offsets`` (of each local header), ``data_ats`` (of each body) and ``central_ats``
     (of each central record, from the central directory's start) are read-only."""
 
-    def __init__(self, members: Sequence[Member], limits: Limits = Limits()) -> None:
+    def __init__(
+        self,
+        names: Sequence[str],
+        sizes: Sequence[int],
+        mtimes: Sequence[int],
+        limits: Limits = Limits(),
+        *,
+        keep_rendered: bool = True,
+    ) -> None:
         self.limits = limits
         z = limits.zip64_at
-        names = [m.name.encode("utf-8") for m in members]
-        sizes = [m.size for m in members]
-        for member, name in zip(members, names, strict=True):
-            if member.size < 0:
-                raise ValueError(f"negative size for {member.name!r}")
-            if not name or len(name) > _U16 - 64:
-                raise ValueError(f"bad member name length: {member.name!r}")
+        encoded = [name.encode("utf-8") for name in names]
+        sizes = array("q", sizes)
+        if sizes and min(sizes) < 0:
+            raise ValueError(f"negative size for {names[sizes.index(min(sizes))]!r}")
+        for name, raw in zip(names, encoded, strict=True):
+            if not raw or len(raw) > _U16 - 64:
+                raise ValueError(f"bad member name length: {name!r}")
+        # Arrays, not lists, wherever the numbers are large: a list would hold an object
+        # for each (100,000 members: 3 MB a list, for as long as the plan is made).
         # name, the 0x5455 extra, the 0x7075 one (non-ASCII names), the ZIP64 one (sizes)
-        extras = [len(n) + 9 + (0 if n.isascii() else 9 + len(n)) for n in names]
-        local = [
-            _LOCAL.size + e + (20 if size >= z else 0)
-            for e, size in zip(extras, sizes, strict=True)
-        ]
-        ends = list(
-            itertools.accumulate(head + size for head, size in zip(local, sizes, strict=True))
+        extras = [len(n) + 9 + (0 if n.isascii() else 9 + len(n)) for n in encoded]
+        local = array(
+            "q",
+            (
+                _LOCAL.size + e + (20 if size >= z else 0)
+                for e, size in zip(extras, sizes, strict=True)
+            ),
         )
-        starts = [0, *ends[:-1]] if ends else []
-        central = [
-            _CENTRAL.size + e + _zip64_central(size >= z, offset >= z)
-            for e, size, offset in zip(extras, sizes, starts, strict=True)
-        ]
-        central_ends = list(itertools.accumulate(central))
-        self._names = names
-        self._mtimes = array("q", (m.mtime for m in members))
-        self.sizes = array("q", sizes)
-        self.offsets = array("q", starts)
-        self.data_ats = array("q", (o + head for o, head in zip(starts, local, strict=True)))
-        self.central_ats = array("q", [0, *central_ends[:-1]] if central_ends else [])
-        # Each entry's header records, their CRC 0, rendered the first time one is asked
-        # for: an archive sent again (a plan reused) renders none.
-        self._local: list[bytes | None] = [None] * len(names)
-        self._central: list[bytes | None] = [None] * len(names)
+        ends: array[int] = array("q", itertools.accumulate(map(operator.add, local, sizes)))
+        offsets = array("q", [0]) + ends[:-1] if ends else array("q")
+        central = array(
+            "q",
+            itertools.accumulate(
+                _CENTRAL.size + e + _zip64_central(size >= z, offset >= z)
+                for e, size, offset in zip(extras, sizes, offsets, strict=True)
+            ),
+        )
+        self._names = encoded
+        self._mtimes = array("q", mtimes)
+        self.sizes = sizes
+        self.offsets = offsets
+        self.data_ats: array[int] = array("q", map(operator.add, offsets, local))
+        self.central_ats = array("q", [0]) + central[:-1] if central else array("q")
+        # Each entry's header records, their CRC 0, kept once rendered when the layout is
+        # to be reused (an archive sent again renders none); else each is rendered when
+        # asked for, as an archive asks once (a kept record costs about 200 bytes).
+        self._local: list[bytes | None] | None = [None] * len(names) if keep_rendered else None
+        self._central: list[bytes | None] | None = [None] * len(names) if keep_rendered else None
         self.central_offset = ends[-1] if ends else 0
-        self.central_size = central_ends[-1] if central_ends else 0
+        self.central_size = central[-1] if central else 0
         self.zip64_end = (
             len(names) >= limits.max_entries or self.central_offset >= z or self.central_size >= z
         )
@@ -157,6 +179,18 @@ class Layout:
         self.end_offset = self.central_offset + self.central_size
         self.end_size = tail + _END.size
         self.size = self.end_offset + self.end_size
+
+    @classmethod
+    def of(
+        cls, members: Sequence[Member], limits: Limits = Limits(), *, keep_rendered: bool = True
+    ) -> Layout:
+        return cls(
+            [m.name for m in members],
+            [m.size for m in members],
+            [m.mtime for m in members],
+            limits,
+            keep_rendered=keep_rendered,
+        )
 
     def __len__(self) -> int:
         return len(self._names)
@@ -208,15 +242,11 @@ class Layout:
     # -- rendering ---------------------------------------------------------------------
 
     def local_header(self, index: int, crc: int) -> bytes:
-        header = self._local[index]
-        if header is None:
-            header = self._local[index] = self._render_local(index)
+        header = _rendered(self._local, index, self._render_local)
         return header[:14] + crc.to_bytes(4, "little") + header[18:]
 
     def central_record(self, index: int, crc: int) -> bytes:
-        record = self._central[index]
-        if record is None:
-            record = self._central[index] = self._render_central(index)
+        record = _rendered(self._central, index, self._render_central)
         return record[:16] + crc.to_bytes(4, "little") + record[20:]
 
     def _render_local(self, index: int) -> bytes:
@@ -313,6 +343,17 @@ def _zip64_extra(*values: int) -> bytes:
     if not values:
         return b""
     return _EXTRA_HEAD.pack(0x0001, 8 * len(values)) + struct.pack(f"<{len(values)}Q", *values)
+
+
+def _rendered(kept: list[bytes | None] | None, index: int, render: Callable[[int], bytes]) -> bytes:
+    """Entry ``index``'s record from ``kept``; rendered when missing, and kept if ``kept``
+    is a list."""
+    record = kept[index] if kept is not None else None
+    if record is None:
+        record = render(index)
+        if kept is not None:
+            kept[index] = record
+    return record
 
 
 def _zip64_central(zip64_size: bool, zip64_offset: bool) -> int:
