@@ -7,7 +7,8 @@
   is warm for every subject: the folder is re-read before each run.
 - 100,000 files of 1 KiB: a cold and a warm archive on a fresh server; the length it
   declared against what came, a resume from the middle against the whole, the server's
-  peak RSS (its process tree, sampled every 20 ms), the time to the first byte.
+  peak RSS (its process tree, sampled every 20 ms, until it is idle again: a cold
+  archive's CRCs are saved after its last byte), the time to the first byte.
 
 Speed ratio = zip's time / Satchel's time (above 1: Satchel is faster). Prints
 Markdown; see bench/RESULTS.md.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from archive_bench import PHOTOS, WORK, Server, start_satchel, usage  # noqa: E402
+from archive_bench import PHOTOS, WORK, Server, cpu_seconds, start_satchel, usage  # noqa: E402
 
 
 def make_folder(name: str, count: int, size: int, per_dir: int) -> Path:
@@ -71,6 +72,19 @@ def run_satchel(
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     return float(fields[0]), float(fields[1]), int(fields[2]), int(fields[3])
+
+
+def settle(server: Server, quiet: float = 0.2, limit: float = 10.0) -> None:
+    """Wait (at most ``limit`` s) until the server has used no CPU for ``quiet`` s: what it
+    does once the response is out (a cold archive's CRCs saved) counts for that archive."""
+    deadline = time.monotonic() + limit
+    before = cpu_seconds(server.proc.pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = cpu_seconds(server.proc.pid)
+        if now - before < 0.01:
+            return
+        before = now
 
 
 def fresh_server(data: str, name: str) -> Server:
@@ -127,8 +141,10 @@ def hundred_thousand() -> None:
         try:
             with usage(server) as cold_use:
                 cold = run_satchel(server, folder, str(whole))
+                settle(server)
             with usage(server) as warm_use:
                 warm_run = run_satchel(server, folder)
+                settle(server)
             middle = cold[2] // 2
             tail = subprocess.run(
                 ["curl", "-sS", "-r", f"{middle}-",
