@@ -152,7 +152,7 @@ class Layout:
         )
         ends: array[int] = array("q", itertools.accumulate(map(operator.add, local, sizes)))
         offsets = array("q", [0]) + ends[:-1] if ends else array("q")
-        central = array(
+        central_ends = array(
             "q",
             itertools.accumulate(
                 _CENTRAL.size + e + _zip64_central(size >= z, offset >= z)
@@ -164,14 +164,14 @@ class Layout:
         self.sizes = sizes
         self.offsets = offsets
         self.data_ats: array[int] = array("q", map(operator.add, offsets, local))
-        self.central_ats = array("q", [0]) + central[:-1] if central else array("q")
+        self.central_ats = array("q", [0]) + central_ends[:-1] if central_ends else array("q")
         # Each entry's header records, their CRC 0, kept once rendered when the layout is
         # to be reused (an archive sent again renders none); else each is rendered when
         # asked for, as an archive asks once (a kept record costs about 200 bytes).
         self._local: list[bytes | None] | None = [None] * len(names) if keep_rendered else None
         self._central: list[bytes | None] | None = [None] * len(names) if keep_rendered else None
         self.central_offset = ends[-1] if ends else 0
-        self.central_size = central[-1] if central else 0
+        self.central_size = central_ends[-1] if central_ends else 0
         self.zip64_end = (
             len(names) >= limits.max_entries or self.central_offset >= z or self.central_size >= z
         )
