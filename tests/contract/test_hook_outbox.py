@@ -65,3 +65,22 @@ async def test_a_failed_try_is_due_again_later_and_a_sent_one_is_gone(
     assert await outbox.claim(now + timedelta(seconds=10), now + LEASE, 10) == []
     [again] = await outbox.claim(now + timedelta(seconds=21), now + LEASE, 10)
     assert again.id == first["a"].id and again.tries == 1
+
+
+async def test_the_sender_stops_when_told_to_as_an_event_is_written(engine: AsyncEngine) -> None:
+    """A shutdown that comes as an event wakes the sender must still end it: on Python
+    3.11, ``asyncio.wait_for`` let the wake-up win and the loop ran on (a test's
+    teardown, or a server's, then waited for ever)."""
+    from satchel.hooks.service import Hooks
+
+    written = asyncio.Event()
+    sender = asyncio.create_task(Hooks(SqlHookOutbox(engine), b"k" * 32, written).run())
+    await asyncio.sleep(0.2)  # in its wait between rounds: nothing is due
+    written.set()
+    sender.cancel()
+    await asyncio.wait([sender], timeout=5)  # which cancels nothing more
+    ended = sender.done()
+    sender.cancel()  # a second time, if the first was lost
+    with pytest.raises(asyncio.CancelledError):
+        await sender
+    assert ended, "the sender ran on after it was cancelled"

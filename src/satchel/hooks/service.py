@@ -60,8 +60,10 @@ class Hooks:
                     sent = 0
                 if sent < BATCH:
                     self._wake.clear()
+                    # not wait_for: on 3.11 a cancel that comes with the event is lost
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), 1.0)
+                        async with asyncio.timeout(1.0):
+                            await self._wake.wait()
 
     async def _round(self, http: aiohttp.ClientSession) -> int:
         now = datetime.now(UTC)
