@@ -330,14 +330,14 @@ class ArchiveSender:
         known = self.known[index]
         if known is not None:
             crc = known
-        elif index in self._ahead:
-            following, task = self._ahead.pop(index)  # adopt its open file for the body
-            await self._switch(following, open_it=False)
-            crc = await task
-            self.computed.append((index, crc))
         else:
-            opened = await self._file(index)
-            crc = await blocking(opened.crc, self.chunk_size)
+            if index in self._ahead:
+                following, task = self._ahead.pop(index)  # adopt its open file for the body
+                await self._switch(following, open_it=False)
+                crc = await task
+            else:
+                opened = await self._file(index)
+                crc = await blocking(opened.crc, self.chunk_size)
             self.computed.append((index, crc))
         self._crcs[index] = crc
         return crc
