@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -76,9 +76,16 @@ class Space:
             self._unfinished_seen = (time.monotonic(), rest)
         return rest
 
-    @contextlib.contextmanager
-    def promise(self, length: int | None) -> Iterator[Promise]:
-        """While a body of ``length`` bytes (None: unknown) runs, its rest is promised."""
+    @contextlib.asynccontextmanager
+    async def promise(self, length: int | None) -> AsyncIterator[Promise]:
+        """While a body of ``length`` bytes (None: unknown) runs, its rest is promised;
+        507 unless it fits above the reserve beside the promises made before it. The free
+        bytes are read first, then the check and the promise are one step with nothing
+        awaited between: bodies that come together cannot all count on the same room
+        (each would see the others' promises, and all be refused)."""
+        free = await blocking(self._free_bytes)
+        if free - sum(self._running.values()) - (length or 0) < self.reserve:
+            raise InsufficientStorage()
         key = next(self._ids)
         self._running[key] = length or 0
         try:

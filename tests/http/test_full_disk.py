@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from satchel.errors import InsufficientStorage
+from satchel.space import Space
 from tests.conftest import IN_CI
 
 from .conftest import ClientFactory
@@ -212,3 +214,25 @@ def _filled(disk: Path) -> Iterator[None]:
         yield
     finally:
         filler.unlink()
+
+
+async def test_bodies_that_come_together_are_promised_room_first_come(disk: Path) -> None:
+    """Seven bodies of 8 MiB enter at once: as many as fit above the reserve are
+    promised room, the others refused, never all of them (each counting the others)."""
+    space = Space(lambda: free(disk), RESERVE)
+    fits = (free(disk) - RESERVE) // (8 * MiB)
+    held = asyncio.Event()
+
+    async def body() -> bool:
+        try:
+            async with space.promise(8 * MiB):
+                await held.wait()
+                return True
+        except InsufficientStorage:
+            return False
+
+    bodies = [asyncio.create_task(body()) for _ in range(7)]
+    await asyncio.sleep(0.5)  # every body has asked
+    held.set()
+    admitted = await asyncio.gather(*bodies)
+    assert 0 < fits < 7 and admitted.count(True) == fits, (fits, admitted)

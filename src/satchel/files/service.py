@@ -260,8 +260,7 @@ class FileStore:
         seconds = self.limits.read_timeout
         space = space or self.space
         try:
-            with space.promise(declared) as promise:
-                await space.check()  # others may have taken the room since admission
+            async with space.promise(declared) as promise:  # others may have taken the room
                 async with asyncio.timeout(seconds) as deadline:
                     yield Intake(seconds, deadline, shaper, promise)
         except TimeoutError as exc:
