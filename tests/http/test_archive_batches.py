@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from satchel.archive.sender import BATCH, SMALL
-from tests.helpers import make_folder
+from tests.helpers import make_folder, open_fds
 
 from .conftest import ClientFactory
 from .test_archive import crc_rows
@@ -169,3 +169,59 @@ async def test_a_damaged_snapshot_is_not_trusted(
     with zipfile.ZipFile(io.BytesIO(await again.read())) as zf:
         assert zf.testzip() is None
         assert {n: zf.read(n) for n in zf.namelist()} == files
+
+
+async def test_clients_gone_mid_batches_leave_no_fds_or_tasks(
+    make_client: ClientFactory, photos: Path
+) -> None:
+    """Batches are assembled ahead in a thread; a client gone mid-run stops it, and every
+    file it opened is closed."""
+    make_folder(photos, "many", {f"{i:04}.jpg": os.urandom(8192) for i in range(800)})
+    client = await make_client()
+    size = int((await client.head("/archive/many/")).headers["Content-Length"])
+
+    async def abort_one(n: int) -> None:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        start = (n * 104_729) % (size - 65536)  # some mid-batch, by Range
+        writer.write(
+            f"GET /archive/many/ HTTP/1.1\r\nHost: t\r\nRange: bytes={start}-\r\n\r\n".encode()
+        )
+        await reader.readexactly(65536)
+        writer.transport.abort()
+
+    # as many at once as later: the database pool opens the connections they need
+    await asyncio.gather(*(abort_one(i) for i in range(40)))
+    await asyncio.sleep(0.5)
+    fds, tasks = open_fds(), len(asyncio.all_tasks())
+    for round_ in range(5):
+        await asyncio.gather(*(abort_one(40 + round_ * 40 + i) for i in range(40)))
+    deadline = time.monotonic() + 15
+    while open_fds() > fds or len(asyncio.all_tasks()) > tasks:
+        assert time.monotonic() < deadline, (open_fds(), fds)
+        await asyncio.sleep(0.05)
+
+
+async def test_clients_that_stop_reading_hold_no_thread(
+    make_client: ClientFactory, photos: Path
+) -> None:
+    """A batch thread ends once a few batches wait for a client that takes nothing: a
+    dozen stalled downloads (more than the thread pool's workers) leave the server
+    free to serve the next archive."""
+    make_folder(photos, "many", {f"{i:04}.jpg": bytes(16384) for i in range(2000)})  # 33 MB
+    make_folder(photos, "next", {"a.jpg": b"a", "b.jpg": b"b"})
+    client = await make_client(send_timeout=120)
+    stalled = []
+    for _ in range(12):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"GET /archive/many/ HTTP/1.1\r\nHost: t\r\n\r\n")
+        await reader.readexactly(1024)  # the stream is under way; then nothing is read
+        stalled.append(writer)
+    await asyncio.sleep(1)  # every sender fills the socket and its batches
+    try:
+        async with asyncio.timeout(10):
+            resp = await client.get("/archive/next/")
+            with zipfile.ZipFile(io.BytesIO(await resp.read())) as zf:
+                assert zf.namelist() == ["a.jpg", "b.jpg"]
+    finally:
+        for writer in stalled:
+            writer.transport.abort()

@@ -27,7 +27,7 @@ from satchel.storage.base import (
     reads_whole,
     stores_crc,
 )
-from satchel.zipstream import Part
+from satchel.zipstream import Layout, Part
 
 log = logging.getLogger("satchel.archive")
 
@@ -37,6 +37,7 @@ LOOK_AHEAD = 2  # entries whose CRCs are computed while the current body is sent
 # member that saves a thread hop, a sendfile and a write (bench/RESULTS.md).
 SMALL = 64 * 1024
 BATCH = 1024 * 1024
+AHEAD = 2  # batches assembled ahead of the one being written
 
 
 class Sink(Protocol):
@@ -189,8 +190,95 @@ class _Assembled(NamedTuple):
     computed: list[tuple[int, int]]
 
 
-_Batch = asyncio.Future[_Assembled]
-"""A batch of small members being assembled (see :func:`_assemble`)."""
+Batch = tuple[int, int, range]
+"""Archive bytes [start, stop) of the small members ``range``, assembled at once."""
+
+
+def small_batches(layout: Layout, start: int, stop: int) -> list[Batch]:
+    """The run of small members from byte ``start`` on (up to a large member or
+    ``stop``), in batches of up to BATCH bytes."""
+    offsets, sizes = layout.offsets, layout.sizes
+    batches: list[Batch] = []
+    at, index = start, layout.entry_at(start)
+    while at < min(stop, layout.central_offset) and sizes[index] <= SMALL:
+        last, limit = index + 1, min(stop, at + BATCH)
+        while last < len(sizes) and offsets[last] < limit and sizes[last] <= SMALL:
+            last += 1
+        until = min(stop, layout.end(last - 1))
+        batches.append((at, until, range(index, last)))
+        at, index = until, last
+    return batches
+
+
+class _Ahead:
+    """Batches assembled in order in a thread, up to AHEAD of them waiting to be taken.
+    The thread goes from one batch to the next without a hop back to the event loop (a
+    hop cost a millisecond a batch, bench/RESULTS.md); it ends when AHEAD wait, and
+    taking one starts it again. It opens and closes every file itself: stopping or
+    cancelling the taker leaks none."""
+
+    def __init__(
+        self,
+        args: tuple[Sources, Manifest, Sequence[int | None]],
+        batches: Sequence[Batch],
+        previous: _OpenFile | None,
+    ) -> None:
+        self._args = args
+        self._batches = batches
+        self._previous = previous  # retired (checked, closed) before the first batch
+        self._lock = threading.Lock()
+        self._next = 0  # the batch to assemble next
+        self._waiting = 0  # assembled, not taken
+        self._stopped = False
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Queue[_Assembled | Exception] = asyncio.Queue()
+        self._running = True
+        self._spawn()
+
+    def _spawn(self) -> None:
+        run = asyncio.ensure_future(blocking(self._run))
+        run.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                previous, self._previous = self._previous, None
+                if self._stopped or self._next == len(self._batches) or self._waiting == AHEAD:
+                    self._running = False
+                    break
+                at, self._next = self._next, self._next + 1
+            item: _Assembled | Exception
+            try:
+                item = _assemble(*self._args, *self._batches[at], previous)
+            except Exception as exc:
+                item = exc
+            with self._lock:
+                self._waiting += 1
+                self._stopped |= isinstance(item, Exception)  # nothing after a failure
+            try:
+                self._loop.call_soon_threadsafe(self._done.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody takes it
+                self.stop()
+        if previous is not None:  # stopped before its first batch
+            previous.close()
+
+    async def take(self) -> _Assembled:
+        """The next batch, in order; its error if it failed."""
+        item = await self._done.get()
+        with self._lock:
+            self._waiting -= 1
+            again = not (self._running or self._stopped or self._next == len(self._batches))
+            self._running |= again
+        if again:
+            self._spawn()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """Assemble no more batches (the one under way, if any, is finished)."""
+        with self._lock:
+            self._stopped = True
 
 
 @dataclass
@@ -218,25 +306,15 @@ class ArchiveSender:
 
     async def send(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
-        offsets, sizes = layout.offsets, layout.sizes
+        sizes = layout.sizes
         self._stop = stop
         batches = self._batches
-        pending: _Batch | None = None  # assembled, or being assembled, not yet written
         at = start
         while at < min(stop, layout.central_offset):
             index = layout.entry_at(at)
             if batches and sizes[index] <= SMALL:
-                # this member and the small ones after it, up to BATCH bytes: one batch
-                last, limit = index + 1, min(stop, at + BATCH)
-                while last < len(sizes) and offsets[last] < limit and sizes[last] <= SMALL:
-                    last += 1
-                until = min(stop, layout.end(last - 1))
-                pending = await self._next_batch(at, until, range(index, last), pending)
-                at = until
+                at = await self._send_small(at, stop)
                 continue
-            if pending is not None:
-                await self._write_batch(pending)
-                pending = None
             until = min(stop, layout.end(index))
             for piece in layout.pieces(at, until):
                 if piece.part is Part.LOCAL:
@@ -245,8 +323,6 @@ class ArchiveSender:
                 else:
                     await self._send_body(index, piece.start, piece.length)
             at = until
-        if pending is not None:
-            await self._write_batch(pending)
         if self._open is not None:  # the last body must be intact before what follows
             await self._switch(None, open_it=False)
         for piece in layout.pieces(at, stop):
@@ -262,30 +338,22 @@ class ArchiveSender:
         fetch = self.sources.fetch_ahead if fetches_ahead(self.sources) else 0
         return self.delay == 0 and fetch == 0
 
-    async def _next_batch(
-        self, start: int, stop: int, indexes: range, pending: _Batch | None
-    ) -> _Batch:
-        """Start assembling archive bytes [start, stop) of the small members ``indexes``
-        in a thread, then write the batch assembled before it meanwhile. (One batch at a
-        time: two in threads at once were slower, bench/RESULTS.md.)"""
-        previous, self._open = self._open, None  # checked and closed in the same hop
-        # The thread opens and closes every file itself: cancelling us leaks none.
-        batch = asyncio.ensure_future(
-            blocking(
-                _assemble, self.sources, self.manifest, self.known, start, stop, indexes, previous
-            )
-        )
-        batch.add_done_callback(lambda t: t.cancelled() or t.exception())
-        if pending is not None:
-            await self._write_batch(pending)
-        return batch
-
-    async def _write_batch(self, batch: _Batch) -> None:
-        """Small members' headers and bodies (or parts of them), in one write."""
-        out, indexes, crcs, computed = await batch
-        self._crcs[indexes.start : indexes.stop] = crcs
-        self.computed += computed
-        await self._write(out)
+    async def _send_small(self, start: int, stop: int) -> int:
+        """Send the run of small members from byte ``start`` (up to a large member or
+        ``stop``) in batches, each written while the next ones are assembled in a
+        thread; where the run ends."""
+        batches = small_batches(self.manifest.layout, start, stop)
+        previous, self._open = self._open, None  # checked and closed before the first
+        ahead = _Ahead((self.sources, self.manifest, self.known), batches, previous)
+        try:
+            for _ in batches:
+                out, indexes, crcs, computed = await ahead.take()
+                self._crcs[indexes.start : indexes.stop] = crcs
+                self.computed += computed
+                await self._write(out)
+        finally:
+            ahead.stop()
+        return batches[-1][1]
 
     async def close(self) -> None:
         """Close every file this sender opened, even if the caller is being cancelled."""
@@ -377,16 +445,11 @@ class ArchiveSender:
 
     async def _send_central(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
-        batch = bytearray()
         for index in layout.central_entries(start, stop):
-            at = layout.central_ats[index]
-            record = layout.central_record(index, await self._crc(index))
-            batch += record[max(start - at, 0) : max(stop - at, 0)]
-            if len(batch) >= 64 * 1024:
-                await self._write(bytes(batch))
-                batch.clear()
-        if batch:
-            await self._write(bytes(batch))
+            if self._crcs[index] < 0:  # known already when its member was sent
+                await self._crc(index)
+        for at in range(start, stop, BATCH):
+            await self._write(layout.central(at, min(stop, at + BATCH), self._crcs))
 
     async def _send_body(self, index: int, offset: int, count: int) -> None:
         opened = await self._file(index)

@@ -100,6 +100,12 @@ class ResponseSink:
         )
 
     async def write(self, data: bytes | bytearray) -> None:
+        if len(data) >= DIRECT_WRITE and (direct := self._direct()) is not None:
+            view = memoryview(data)
+            await self._to_socket(
+                *direct, len(data), lambda fd, at, n: os.write(fd, view[at : at + n])
+            )
+            return
         if self.shaper is None:
             return await self._write(data)
         view = memoryview(data)
@@ -116,19 +122,40 @@ class ResponseSink:
             raise self._stalled() from exc
         self.sent += len(data)
 
-    async def send(self, reader: Reader, offset: int, count: int) -> int:
-        """Send ``count`` bytes of ``reader`` from ``offset``; fewer if it shrank."""
+    def _direct(self) -> tuple[asyncio.Transport, int] | None:
+        """The transport and its socket's descriptor where bytes may go to the socket
+        directly: a plain socket, a body written as it is (not chunked, not compressed),
+        and direct sending not turned off (``--no-sendfile``)."""
         transport = self._request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("Connection lost")
+        if not self._use_sendfile or self._response.chunked or self._response.compression:
+            return None  # aiohttp must frame or encode what is written
         sock = plain_socket(transport)
-        if not self._use_sendfile or sock is None or not zero_copy(reader):
-            return await self._copy(reader, offset, count)
-        return await self._sendfile(transport, sock.fileno(), reader.fileno(), offset, count)
+        return None if sock is None else (transport, sock.fileno())
 
-    async def _sendfile(
-        self, transport: asyncio.Transport, sock_fd: int, file_fd: int, offset: int, count: int
+    async def send(self, reader: Reader, offset: int, count: int) -> int:
+        """Send ``count`` bytes of ``reader`` from ``offset``; fewer if it shrank."""
+        direct = self._direct()
+        if direct is None or not zero_copy(reader):
+            return await self._copy(reader, offset, count)
+        fd = reader.fileno()
+        return await self._to_socket(
+            *direct, count, lambda sock, at, n: os.sendfile(sock, fd, offset + at, n)
+        )
+
+    async def _to_socket(
+        self,
+        transport: asyncio.Transport,
+        sock_fd: int,
+        count: int,
+        put: Callable[[int, int, int], int],
     ) -> int:
+        """Send ``count`` bytes by ``put(socket, done, most)``, a system call that sends
+        at most ``most`` bytes from byte ``done`` on (0: nothing is left, a file shrank).
+        Straight to the socket, not through the transport's buffer: the call lets other
+        threads run while the kernel copies, which ``transport.write`` does not (a
+        batch of small members is read in a thread meanwhile)."""
         fd = os.dup(sock_fd)  # for fd_ready: the transport owns the original
         sent = 0
         try:
@@ -138,14 +165,14 @@ class ResponseSink:
             while sent < count:
                 allowed = count - sent if shaper is None else await shaper.acquire(count - sent)
                 try:
-                    n = os.sendfile(fd, file_fd, offset + sent, allowed)
+                    n = put(fd, sent, allowed)
                 except BlockingIOError:
                     if shaper is not None:
                         shaper.give_back(allowed)
                     await self._writable(fd)
                     continue
                 except OSError as exc:
-                    raise ConnectionResetError(f"sendfile: {exc.strerror}") from exc
+                    raise ConnectionResetError(f"sending: {exc.strerror}") from exc
                 if shaper is not None:
                     shaper.give_back(allowed - n)
                 if n == 0:
@@ -201,6 +228,8 @@ class ResponseSink:
         return offset - start
 
 
+# Writes of this many bytes or more go straight to a plain socket (``ResponseSink.write``)
+DIRECT_WRITE = 256 * 1024
 COPY_BUDGET = 32 * 1024 * 1024  # bytes in reads and writes of all copies of a process
 MIN_COPY_CHUNK = 64 * 1024
 _copying = [0]  # copies running in this process

@@ -20,7 +20,6 @@ def render(layout: Layout, crcs: list[int], data: list[bytes]) -> bytes:
     for i in range(len(layout)):
         out += layout.local_header(i, crcs[i])
         out += data[i]
-    for i in range(len(layout)):
-        out += layout.central_record(i, crcs[i])
+    out += layout.central(0, layout.central_size, crcs)
     out += layout.end_records()
     return bytes(out)
