@@ -47,6 +47,7 @@ _END = struct.Struct("<IHHHHIIH")  # 22 bytes
 _ZIP64_END = struct.Struct("<IQHHIIQQQQ")  # 56 bytes
 _ZIP64_LOCATOR = struct.Struct("<IIQI")  # 20 bytes
 _EXTRA_HEAD = struct.Struct("<HH")
+_TIME_EXTRA = struct.Struct("<HHBI")  # 0x5455, 5, flags (mtime only), the mtime
 _CRC = struct.Struct("<I")
 
 _U32 = 0xFFFFFFFF
@@ -200,11 +201,6 @@ class Layout:
         """Where the body of entry ``index`` ends."""
         return self.data_ats[index] + self.sizes[index]
 
-    def _zip64(self, index: int) -> tuple[bool, bool]:
-        """Whether the entry's sizes, and its offset, need ZIP64."""
-        z = self.limits.zip64_at
-        return self.sizes[index] >= z, self.offsets[index] >= z
-
     # -- mapping byte ranges to parts ------------------------------------------------
 
     def pieces(self, start: int = 0, stop: int | None = None) -> Iterator[Piece]:
@@ -263,21 +259,21 @@ class Layout:
 
     def _render_local(self, index: int) -> bytes:
         """The local header, its CRC 0 (bytes 14–17)."""
-        name, size = self._names[index], self.sizes[index]
-        zip64_size, zip64_offset = self._zip64(index)
-        size32 = _U32 if zip64_size else size
-        extra = _zip64_extra(*((size, size) if zip64_size else ())) + self._common_extras(index)
+        name, size, z = self._names[index], self.sizes[index], self.limits.zip64_at
+        extra = self._common_extras(index)
+        if size >= z:
+            extra = _zip64_extra(size, size) + extra
         dos_time, dos_date = dos_datetime(self._mtimes[index])
         head = _LOCAL.pack(
             LOCAL_SIG,
-            VERSION_ZIP64 if zip64_size or zip64_offset else VERSION_DEFAULT,
+            VERSION_ZIP64 if size >= z or self.offsets[index] >= z else VERSION_DEFAULT,
             0 if name.isascii() else FLAG_UTF8,
             0,  # stored
             dos_time,
             dos_date,
             0,  # the CRC
-            size32,
-            size32,
+            _U32 if size >= z else size,
+            _U32 if size >= z else size,
             len(name),
             len(extra),
         )
@@ -286,38 +282,37 @@ class Layout:
     def _render_central(self, index: int) -> bytes:
         """The central directory record, its CRC 0 (bytes 16–19)."""
         name, size, offset = self._names[index], self.sizes[index], self.offsets[index]
-        zip64_size, zip64_offset = self._zip64(index)
-        values: list[int] = [size, size] if zip64_size else []
-        if zip64_offset:
-            values.append(offset)
-        extra = _zip64_extra(*values) + self._common_extras(index)
+        z = self.limits.zip64_at
+        extra = self._common_extras(index)
+        if size >= z or offset >= z:
+            values = ([size, size] if size >= z else []) + ([offset] if offset >= z else [])
+            extra = _zip64_extra(*values) + extra
         dos_time, dos_date = dos_datetime(self._mtimes[index])
         head = _CENTRAL.pack(
             CENTRAL_SIG,
             MADE_BY,
-            VERSION_ZIP64 if zip64_size or zip64_offset else VERSION_DEFAULT,
+            VERSION_ZIP64 if size >= z or offset >= z else VERSION_DEFAULT,
             0 if name.isascii() else FLAG_UTF8,
             0,
             dos_time,
             dos_date,
             0,  # the CRC
-            _U32 if zip64_size else size,
-            _U32 if zip64_size else size,
+            _U32 if size >= z else size,
+            _U32 if size >= z else size,
             len(name),
             len(extra),
             0,  # comment length
             0,  # disk number start
             0,  # internal attributes
             FILE_ATTRS,
-            _U32 if zip64_offset else offset,
+            _U32 if offset >= z else offset,
         )
         return head + name + extra
 
     def _common_extras(self, index: int) -> bytes:
         """The 0x5455 extra (the mtime) and, for a non-ASCII name, the 0x7075 one."""
         name = self._names[index]
-        stamp = min(max(self._mtimes[index], 0), _TS_MAX)
-        extra = _EXTRA_HEAD.pack(0x5455, 5) + struct.pack("<BI", 1, stamp)
+        extra = _TIME_EXTRA.pack(0x5455, 5, 1, min(max(self._mtimes[index], 0), _TS_MAX))
         if not name.isascii():
             crc = zlib.crc32(name)
             extra += _EXTRA_HEAD.pack(0x7075, 5 + len(name)) + struct.pack("<BI", 1, crc)
@@ -352,8 +347,6 @@ def _clip(part: Part, index: int, at: int, length: int, start: int, stop: int) -
 
 
 def _zip64_extra(*values: int) -> bytes:
-    if not values:
-        return b""
     return _EXTRA_HEAD.pack(0x0001, 8 * len(values)) + struct.pack(f"<{len(values)}Q", *values)
 
 
