@@ -210,3 +210,12 @@ def test_a_folder_whose_first_file_needs_zip64_opens_with_a_small_one() -> None:
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
         assert [(i.filename, i.file_size) for i in zf.infolist()] == [(n, sizes[n]) for n in names]
     assert plan.last_modified == 700  # the newest file's
+
+
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 64))
+def test_a_local_header_put_in_place_is_the_one_rendered(crc: int, at: int) -> None:
+    layout = Layout.of([Member("a.jpg", 3, 0), Member("é/b.jpg", 5, 10**9)])
+    header = layout.local_header(1, crc)
+    buffer = bytearray(b"x" * (at + len(header) + 9))
+    layout.put_local_header(buffer, at, 1, crc)
+    assert buffer == b"x" * at + header + b"x" * 9

@@ -143,9 +143,10 @@ def _assemble(
     out = bytearray(stop - start)
     view = memoryview(out)
     read = sources.read_whole if reads_whole(sources) else None
+    offsets, data_ats = layout.offsets, layout.data_ats
     crcs, computed = array("q"), []
     for index in indexes:
-        source, offset, data_at = files[index], layout.offsets[index], layout.data_ats[index]
+        source, offset, data_at = files[index], offsets[index], data_ats[index]
         end = data_at + source.version.size
         whole = start <= data_at and end <= stop
         body = (
@@ -155,16 +156,16 @@ def _assemble(
             read(source, body)
         else:
             read_all(sources.open(source), source, body)
-        lo, hi = max(start, data_at), min(stop, end)
-        if not whole and lo < hi:
+        if not whole and (lo := max(start, data_at)) < (hi := min(stop, end)):
             view[lo - start : hi - start] = body[lo - data_at : hi - data_at]
         crc = known[index]
         if crc is None:
             crc = crc32(body)
             computed.append((index, crc))
         crcs.append(crc)
-        lo, hi = max(start, offset), min(stop, data_at)
-        if lo < hi:
+        if start <= offset and data_at <= stop:  # the whole header: most members
+            layout.put_local_header(out, offset - start, index, crc)
+        elif (lo := max(start, offset)) < (hi := min(stop, data_at)):
             header = layout.local_header(index, crc)
             view[lo - start : hi - start] = header[lo - offset : hi - offset]
     return _Assembled(out, indexes, crcs, computed)

@@ -242,6 +242,13 @@ class Layout:
         header = _rendered(self._local, index, self._render_local)
         return header[:14] + crc.to_bytes(4, "little") + header[18:]
 
+    def put_local_header(self, into: bytearray, at: int, index: int, crc: int) -> None:
+        """Write entry ``index``'s local header, with ``crc``, into ``into`` at ``at``
+        (``local_header`` without its three copies)."""
+        header = _rendered(self._local, index, self._render_local)
+        into[at : at + len(header)] = header
+        _CRC.pack_into(into, at + 14, crc)
+
     def central(self, start: int, stop: int, crcs: Sequence[int]) -> bytearray:
         """Bytes [start, stop) of the central directory, each record with its entry's CRC
         from ``crcs``: the records joined at once, their CRCs written in place (a record
