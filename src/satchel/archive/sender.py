@@ -144,7 +144,7 @@ def _assemble(
     view = memoryview(out)
     read = sources.read_whole if reads_whole(sources) else None
     offsets, data_ats = layout.offsets, layout.data_ats
-    crcs, computed = array("q"), []
+    crcs, computed = array("q"), array("q")
     for index in indexes:
         source, offset, data_at = files[index], offsets[index], data_ats[index]
         end = data_at + source.version.size
@@ -161,7 +161,7 @@ def _assemble(
         crc = known[index]
         if crc is None:
             crc = crc32(body)
-            computed.append((index, crc))
+            computed.append(index)
         crcs.append(crc)
         if start <= offset and data_at <= stop:  # the whole header: most members
             layout.put_local_header(out, offset - start, index, crc)
@@ -183,12 +183,12 @@ def _close_all(files: list[_OpenFile]) -> None:
 
 class _Assembled(NamedTuple):
     """A batch of small members' archive bytes, their indexes, each one's CRC, and the
-    CRCs computed (index, CRC)."""
+    indexes of those computed (not known before)."""
 
     out: bytearray
     indexes: range
     crcs: array[int]
-    computed: list[tuple[int, int]]
+    computed: array[int]
 
 
 Batch = tuple[int, int, range]
@@ -292,8 +292,10 @@ class ArchiveSender:
     sources: Sources
     chunk_size: int = 1024 * 1024
     delay: float = 0.0
-    computed: list[tuple[int, int]] = field(default_factory=list)  # (index, CRC)
-    _crcs: array[int] = field(init=False)  # each member's CRC once used; -1 before
+    # indexes of the members whose CRC was computed, not known: an array, not a tuple a
+    # member (100,000 would take 12 MB); the CRCs are in ``crcs``
+    computed: array[int] = field(default_factory=lambda: array("q"))
+    crcs: array[int] = field(init=False)  # each member's CRC once used; -1 before
     _open: _OpenFile | None = None
     # Files of the next entries, their CRCs being computed in threads while the
     # current body goes out: the CRC work overlaps the kernel's copy.
@@ -303,7 +305,7 @@ class ArchiveSender:
     _stop: int = 0
 
     def __post_init__(self) -> None:
-        self._crcs = array("q", [-1]) * len(self.manifest.files)
+        self.crcs = array("q", [-1]) * len(self.manifest.files)
 
     async def send(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
@@ -349,7 +351,7 @@ class ArchiveSender:
         try:
             for _ in batches:
                 out, indexes, crcs, computed = await ahead.take()
-                self._crcs[indexes.start : indexes.stop] = crcs
+                self.crcs[indexes.start : indexes.stop] = crcs
                 self.computed += computed
                 await self._write(out)
         finally:
@@ -393,7 +395,7 @@ class ArchiveSender:
         return self._open
 
     async def _crc(self, index: int) -> int:
-        crc = self._crcs[index]
+        crc = self.crcs[index]
         if crc >= 0:
             return crc
         known = self.known[index]
@@ -407,14 +409,14 @@ class ArchiveSender:
             else:
                 opened = await self._file(index)
                 crc = await blocking(opened.crc, self.chunk_size)
-            self.computed.append((index, crc))
-        self._crcs[index] = crc
+            self.computed.append(index)
+        self.crcs[index] = crc
         return crc
 
     @property
     def cache_hits(self) -> int:
         """Members whose CRC came from ``known``; ``computed`` holds the others."""
-        return len(self._crcs) - self._crcs.count(-1) - len(self.computed)
+        return len(self.crcs) - self.crcs.count(-1) - len(self.computed)
 
     def _look_ahead(self, index: int) -> None:
         """Start CRCs of the next entries whose headers the range reaches; open the next
@@ -429,7 +431,7 @@ class ArchiveSender:
                 continue
             if layout.sizes[following] <= SMALL and self._batches:
                 continue  # read in a batch when it comes
-            if self._crcs[following] >= 0 or self.known[following] is not None:
+            if self.crcs[following] >= 0 or self.known[following] is not None:
                 if following <= index + fetch:
                     opened = _OpenFile(self.sources, following, source)
                     opening = asyncio.ensure_future(blocking(opened.open))
@@ -447,10 +449,10 @@ class ArchiveSender:
     async def _send_central(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
         for index in layout.central_entries(start, stop):
-            if self._crcs[index] < 0:  # known already when its member was sent
+            if self.crcs[index] < 0:  # known already when its member was sent
                 await self._crc(index)
         for at in range(start, stop, BATCH):
-            await self._write(layout.central(at, min(stop, at + BATCH), self._crcs))
+            await self._write(layout.central(at, min(stop, at + BATCH), self.crcs))
 
     async def _send_body(self, index: int, offset: int, count: int) -> None:
         opened = await self._file(index)

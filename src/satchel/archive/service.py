@@ -3,6 +3,7 @@ archives of a selection, kept by id, planned from what they name when they are a
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from satchel.archive.selection import (
     default_name,
     selection_key,
 )
-from satchel.archive.snapshot import by_version, crcs_of, pack
+from satchel.archive.snapshot import Snapshot, by_version, crcs_of, pack
 from satchel.blocking import blocking
 from satchel.errors import ArchiveNotFound, BadRequest, LinkExpired, MemberGone, SatchelError
 from satchel.files.rules import StoredFile, new_id
@@ -92,27 +93,26 @@ class Archives:
         return Known(crcs, snapshot=False)
 
     async def save_crcs(
-        self, manifest: Manifest, known: Known, computed: Sequence[tuple[int, int]]
+        self, manifest: Manifest, known: Known, used: Sequence[int], computed: Sequence[int]
     ) -> None:
         """Once every CRC is known, keep them in the archive's snapshot (one row, by
         version); the CRCs computed go into their folders' caches too unless it is a
         folder's archive, whose snapshot has them (a cold folder of 100,000 files
-        computes as many, and would write as many rows)."""
-        crcs = list(known.crcs)
-        for index, crc in computed:
-            crcs[index] = crc
-        complete = [c for c in crcs if c is not None]
-        if not known.snapshot and len(complete) == len(crcs):
+        computes as many, and would write as many rows). ``used``: each member's CRC
+        where the archive reached it, else -1; ``computed``: the indexes of those not
+        known before."""
+        if not known.snapshot:
             # 100,000 files: a tenth of a second of packing, not on the event loop
-            snapshot = await blocking(pack, manifest.etag, manifest.files, complete)
-            await self.store.keep_snapshot(manifest.key, snapshot)
-            if manifest.folders[:1] == (manifest.key,):
-                return
+            snapshot = await blocking(_snapshot, manifest, known.crcs, used)
+            if snapshot is not None:
+                await self.store.keep_snapshot(manifest.key, snapshot)
+                if manifest.folders[:1] == (manifest.key,):
+                    return
         by_folder: dict[str, list[CrcEntry]] = defaultdict(list)
-        for index, crc in computed:
+        for index in computed:
             folder = manifest.folders[index]
             if folder is not None:
-                by_folder[folder].append(CrcEntry(manifest.files[index].version, crc))
+                by_folder[folder].append(CrcEntry(manifest.files[index].version, used[index]))
         for folder, entries in by_folder.items():
             for at in range(0, len(entries), SAVE_SLICE):
                 await self.store.save(folder, entries[at : at + SAVE_SLICE])
@@ -256,6 +256,16 @@ class Selections:
                 files = []
             found[folder] = {f.version.name: f for f in files}
         return found
+
+
+def _snapshot(
+    manifest: Manifest, known: Sequence[int | None], used: Sequence[int]
+) -> Snapshot | None:
+    """The archive's snapshot if every CRC is known: used, or known before."""
+    crcs = array(
+        "q", (k if c < 0 and k is not None else c for c, k in zip(used, known, strict=True))
+    )
+    return None if -1 in crcs else pack(manifest.etag, manifest.files, crcs)
 
 
 def stored_source(record: StoredFile) -> SourceFile:

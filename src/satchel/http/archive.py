@@ -118,7 +118,7 @@ async def _stream(request: web.Request, plan: Plan, manifest: Manifest, sources:
         metrics.CRC_HITS.inc(sender.cache_hits)
         metrics.CRC_MISSES.inc(len(sender.computed))
         try:
-            await archives.save_crcs(manifest, known, sender.computed)
+            await archives.save_crcs(manifest, known, sender.crcs, sender.computed)
         except Exception:
             log.exception(
                 "Could not save %d CRCs of archive %s", len(sender.computed), manifest.label
