@@ -21,11 +21,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from satchel.archive.sender import BATCH, SMALL
-from tests.helpers import make_folder, open_fds
+from tests.helpers import make_folder
 
 from .conftest import ClientFactory
 from .test_archive import crc_rows
-from .test_archive_failures import ended
+from .test_archive_failures import abort_at, aborts_leave_nothing, ended
 
 
 def small_files(count: int, seed: int) -> dict[str, bytes]:
@@ -179,26 +179,10 @@ async def test_clients_gone_mid_batches_leave_no_fds_or_tasks(
     make_folder(photos, "many", {f"{i:04}.jpg": os.urandom(8192) for i in range(800)})
     client = await make_client()
     size = int((await client.head("/archive/many/")).headers["Content-Length"])
-
-    async def abort_one(n: int) -> None:
-        reader, writer = await asyncio.open_connection(client.host, client.port)
-        start = (n * 104_729) % (size - 65536)  # some mid-batch, by Range
-        writer.write(
-            f"GET /archive/many/ HTTP/1.1\r\nHost: t\r\nRange: bytes={start}-\r\n\r\n".encode()
-        )
-        await reader.readexactly(65536)
-        writer.transport.abort()
-
-    # as many at once as later: the database pool opens the connections they need
-    await asyncio.gather(*(abort_one(i) for i in range(40)))
-    await asyncio.sleep(0.5)
-    fds, tasks = open_fds(), len(asyncio.all_tasks())
-    for round_ in range(5):
-        await asyncio.gather(*(abort_one(40 + round_ * 40 + i) for i in range(40)))
-    deadline = time.monotonic() + 15
-    while open_fds() > fds or len(asyncio.all_tasks()) > tasks:
-        assert time.monotonic() < deadline, (open_fds(), fds)
-        await asyncio.sleep(0.05)
+    # some start mid-batch
+    await aborts_leave_nothing(
+        lambda n: abort_at(client, "/archive/many/", (n * 104_729) % (size - 65536), 65536), 40, 5
+    )
 
 
 async def test_clients_that_stop_reading_hold_no_thread(
