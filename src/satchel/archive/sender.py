@@ -449,7 +449,7 @@ class ArchiveSender:
     async def _send_central(self, start: int, stop: int) -> None:
         layout = self.manifest.layout
         for index in layout.central_entries(start, stop):
-            if self.crcs[index] < 0:  # known already when its member was sent
+            if self.crcs[index] < 0:  # not when its member was sent: a range that starts here
                 await self._crc(index)
         for at in range(start, stop, BATCH):
             await self._write(layout.central(at, min(stop, at + BATCH), self.crcs))

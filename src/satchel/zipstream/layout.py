@@ -270,6 +270,7 @@ class Layout:
         extra = self._common_extras(index)
         if size >= z:
             extra = _zip64_extra(size, size) + extra
+        size32 = _U32 if size >= z else size
         dos_time, dos_date = dos_datetime(self._mtimes[index])
         head = _LOCAL.pack(
             LOCAL_SIG,
@@ -279,8 +280,8 @@ class Layout:
             dos_time,
             dos_date,
             0,  # the CRC
-            _U32 if size >= z else size,
-            _U32 if size >= z else size,
+            size32,
+            size32,
             len(name),
             len(extra),
         )
@@ -294,6 +295,7 @@ class Layout:
         if size >= z or offset >= z:
             values = ([size, size] if size >= z else []) + ([offset] if offset >= z else [])
             extra = _zip64_extra(*values) + extra
+        size32 = _U32 if size >= z else size
         dos_time, dos_date = dos_datetime(self._mtimes[index])
         head = _CENTRAL.pack(
             CENTRAL_SIG,
@@ -304,8 +306,8 @@ class Layout:
             dos_time,
             dos_date,
             0,  # the CRC
-            _U32 if size >= z else size,
-            _U32 if size >= z else size,
+            size32,
+            size32,
             len(name),
             len(extra),
             0,  # comment length
