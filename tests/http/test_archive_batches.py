@@ -181,7 +181,7 @@ async def test_clients_gone_mid_batches_leave_no_fds_or_tasks(
     size = int((await client.head("/archive/many/")).headers["Content-Length"])
     # some start mid-batch
     await aborts_leave_nothing(
-        lambda n: abort_at(client, "/archive/many/", (n * 104_729) % (size - 65536), 65536), 40, 5
+        lambda n: abort_at(client, "/archive/many/", (n * 104_729) % (size - 65536), 65536), 40, 3
     )
 
 
