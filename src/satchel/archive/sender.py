@@ -168,7 +168,7 @@ def _assemble(
         elif (lo := max(start, offset)) < (hi := min(stop, data_at)):
             header = layout.local_header(index, crc)
             view[lo - start : hi - start] = header[lo - offset : hi - offset]
-    return _Assembled(out, indexes, crcs, computed)
+    return _Assembled(out, crcs, computed)
 
 
 def _crc_of(opened: _OpenFile, chunk_size: int) -> int:
@@ -182,11 +182,10 @@ def _close_all(files: list[_OpenFile]) -> None:
 
 
 class _Assembled(NamedTuple):
-    """A batch of small members' archive bytes, their indexes, each one's CRC, and the
-    indexes of those computed (not known before)."""
+    """A batch of small members' archive bytes, each one's CRC, and the indexes of those
+    computed (not known before)."""
 
     out: bytearray
-    indexes: range
     crcs: array[int]
     computed: array[int]
 
@@ -349,8 +348,8 @@ class ArchiveSender:
         previous, self._open = self._open, None  # checked and closed before the first
         ahead = _Ahead((self.sources, self.manifest, self.known), batches, previous)
         try:
-            for _ in batches:
-                out, indexes, crcs, computed = await ahead.take()
+            for _, _, indexes in batches:  # taken in their order
+                out, crcs, computed = await ahead.take()
                 self.crcs[indexes.start : indexes.stop] = crcs
                 self.computed += computed
                 await self._write(out)
