@@ -227,10 +227,10 @@ http {{ access_log off; sendfile on; tcp_nopush on; default_type application/oct
     )
 
 
-def start_satchel(name: str, loop: str, data: Path) -> Server:
+def start_satchel(name: str, loop: str, data: Path, *options: str) -> Server:
     port = free_port()
     argv = [sys.executable, "-m", "satchel", "serve", "--port", str(port), "--photos", str(PHOTOS),
-            "--data", str(data), "--event-loop", loop]  # fmt: skip
+            "--data", str(data), "--event-loop", loop, *options]  # fmt: skip
     return Server(name, argv, port, WORK, ready="/healthz")
 
 

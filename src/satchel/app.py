@@ -169,6 +169,8 @@ def create_app(
                     await task
             if isinstance(locks, PgLocks):
                 await locks.close()
+            if isinstance(folders, LocalFolders):
+                folders.close()
         finally:
             await engine.dispose()
 
@@ -221,7 +223,7 @@ def open_storage(settings: Settings) -> Storage:
 def open_folders(settings: Settings) -> Folders:
     """The photos root: a local folder, or a bucket and prefix."""
     if isinstance(settings.photos, Path):
-        return LocalFolders(settings.photos)
+        return LocalFolders(settings.photos, watch=settings.watch_folders)
     from satchel.storage.s3 import connect
     from satchel.storage.s3_folders import S3Folders
 

@@ -209,6 +209,8 @@ class Settings:
     log_file: Path | None = _setting(None, _optional_path)  # reopened on SIGHUP
     workers: int = _setting(1, _number(int, ge=1, le=64))
     sendfile: bool = _setting(True, _flag)
+    # a local photos root: inotify tells that a folder did not change, which spares a scan
+    watch_folders: bool = _setting(True, _flag)
     send_timeout: float = _setting(60.0, _number(float, gt=0, le=3600))
     event_loop: str = _setting("auto", _choice("auto", "asyncio", "uvloop"))
     metrics: bool = _setting(True, _flag)  # GET /metrics and the per-request counting

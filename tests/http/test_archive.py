@@ -77,6 +77,29 @@ async def test_touching_a_file_changes_the_etag(make_client: ClientFactory, phot
     assert (await client.head("/archive/f/")).headers["ETag"] != before
 
 
+@pytest.mark.parametrize("watch", [True, False], ids=["watched", "scanned"])
+async def test_each_archive_is_the_folder_as_it_is_now(
+    make_app_client: ClientFactory, photos: Path, watch: bool
+) -> None:
+    """Whether inotify spares the scan of an unchanged folder or not, files written,
+    replaced and removed behind Satchel's back are in the next archive as they are."""
+    folder = make_folder(photos, "f", {"a": b"1", "sub/b": b"22"})
+    client = await make_app_client(watch_folders=watch)
+    first = await client.get("/archive/f/")
+    assert unzip(await first.read()) == {"a": b"1", "sub/b": b"22"}
+    again = await client.get("/archive/f/")
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert unzip(await again.read()) == {"a": b"1", "sub/b": b"22"}
+    (folder / "sub" / "c").write_bytes(b"333")
+    (folder / "a").unlink()
+    (folder / "sub" / "new").mkdir()
+    (folder / "sub" / "new" / "d").write_bytes(b"4444")
+    changed = await client.get("/archive/f/")
+    assert unzip(await changed.read()) == {"sub/b": b"22", "sub/c": b"333", "sub/new/d": b"4444"}
+    (folder / "sub" / "b").write_bytes(b"xy")  # the same size, another version
+    assert unzip(await (await client.get("/archive/f/")).read())["sub/b"] == b"xy"
+
+
 async def test_head_matches_get_without_reading_files(
     make_client: ClientFactory, photos: Path, data_dir: Path
 ) -> None:

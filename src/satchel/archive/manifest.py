@@ -9,7 +9,7 @@ import re
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -73,46 +73,91 @@ class Manifest:
     crcs: tuple[int | None, ...]
 
 
+@dataclass(slots=True)
+class _Kept:
+    scanned: tuple[SourceFile, ...]
+    limits: Limits
+    plan: Manifest
+    stamp: int | None  # the folder watch's, taken before the scan that found ``scanned``
+
+
 class Plans:
     """The latest plan of each folder, with what its scan found: the next archive of a
     folder whose scan finds the same (files, versions and order: a folder unchanged)
     reuses its layout and the header records it rendered, without sorting or hashing
-    the files again. Bounded by members, not plans (a plan holds about 1 KB a member);
-    a folder larger than that is planned afresh each time, which keeps a server's
-    memory down. Used from threads."""
+    the files again; where a watch says the folder did not change since that scan, it
+    is not even scanned. Bounded by members, not plans (a plan holds about 1 KB a
+    member); a folder larger than that is planned afresh each time, which keeps a
+    server's memory down. ``dropped`` is told of each folder whose plan is let go.
+    Used from threads."""
 
-    def __init__(self, max_members: int = 50_000) -> None:
-        self._plans: OrderedDict[str, tuple[tuple[SourceFile, ...], Limits, Manifest]] = (
-            OrderedDict()
-        )
+    def __init__(
+        self, max_members: int = 50_000, dropped: Callable[[str], None] | None = None
+    ) -> None:
+        self._plans: OrderedDict[str, _Kept] = OrderedDict()
         self._members = 0
         self._max = max_members
         self._lock = threading.Lock()
+        self.dropped = dropped
 
-    def get(self, key: str, scanned: Sequence[SourceFile], limits: Limits) -> Manifest | None:
+    def get(
+        self, key: str, scanned: Sequence[SourceFile], limits: Limits, stamp: int | None = None
+    ) -> Manifest | None:
+        """The plan of ``key`` if it was made from what this scan found (its ``stamp``
+        now stands for the plan)."""
         with self._lock:
             kept = self._plans.get(key)
-            if kept is None or kept[1] != limits or kept[0] != tuple(scanned):
+            if kept is None or kept.limits != limits or kept.scanned != tuple(scanned):
+                return None
+            kept.stamp = stamp
+            self._plans.move_to_end(key)
+            return kept.plan
+
+    def unscanned(
+        self, key: str, limits: Limits, unchanged: Callable[[int], bool]
+    ) -> Manifest | None:
+        """The plan of ``key`` if ``unchanged`` says of its stamp that the folder did not
+        change since the scan it was made from."""
+        with self._lock:
+            kept = self._plans.get(key)
+            if kept is None or kept.limits != limits or kept.stamp is None:
+                return None
+            if not unchanged(kept.stamp):
                 return None
             self._plans.move_to_end(key)
-            return kept[2]
+            return kept.plan
 
     def keeps(self, members: int) -> bool:
         """Whether a plan of so many members would be kept."""
         return members <= self._max
 
-    def put(self, plan: Manifest, scanned: Sequence[SourceFile], limits: Limits) -> None:
+    def holds(self, key: str) -> bool:
+        with self._lock:
+            return key in self._plans
+
+    def put(
+        self,
+        plan: Manifest,
+        scanned: Sequence[SourceFile],
+        limits: Limits,
+        stamp: int | None = None,
+    ) -> None:
+        gone: list[str] = []
         with self._lock:
             if not self.keeps(len(plan.files)):
                 return
-            dropped = self._plans.pop(plan.key, None)
-            if dropped is not None:
-                self._members -= len(dropped[2].files)
-            self._plans[plan.key] = (tuple(scanned), limits, plan)
+            replaced = self._plans.pop(plan.key, None)
+            if replaced is not None:
+                self._members -= len(replaced.plan.files)
+            self._plans[plan.key] = _Kept(tuple(scanned), limits, plan, stamp)
             self._members += len(plan.files)
             while self._members > self._max:
-                _, (_, _, oldest) = self._plans.popitem(last=False)
-                self._members -= len(oldest.files)
+                key, oldest = self._plans.popitem(last=False)
+                self._members -= len(oldest.plan.files)
+                gone.append(key)
+        if self.dropped is not None:
+            for key in gone:
+                self.dropped(key)
 
 
 def build_manifest(
@@ -121,10 +166,11 @@ def build_manifest(
     folder_mtime: int,
     limits: Limits = Limits(),
     plans: Plans | None = None,
+    stamp: int | None = None,
 ) -> Manifest:
     """A folder's archive: every file, ordered by name (the plan in ``plans`` if its scan
-    found the same files)."""
-    if plans is not None and (known := plans.get(folder, files, limits)) is not None:
+    found the same files). ``stamp``: the folder watch's, of this scan."""
+    if plans is not None and (known := plans.get(folder, files, limits, stamp)) is not None:
         return known
     ordered = sorted(files, key=lambda f: f.version.name)
     etag = _etag(limits, ((f.version.name, f) for f in ordered))
@@ -148,7 +194,7 @@ def build_manifest(
         (None,) * len(placed),
     )
     if plans is not None and placed:
-        plans.put(plan, files, limits)
+        plans.put(plan, files, limits, stamp)
     return plan
 
 

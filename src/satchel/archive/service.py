@@ -33,7 +33,7 @@ from satchel.blocking import blocking
 from satchel.errors import ArchiveNotFound, BadRequest, LinkExpired, MemberGone, SatchelError
 from satchel.files.rules import StoredFile, new_id
 from satchel.space import Space
-from satchel.storage.base import FileVersion, Folders, SourceFile, Storage
+from satchel.storage.base import FileVersion, Folders, SourceFile, Storage, watched
 from satchel.zipstream import Limits
 
 # An expired selection's link says 410 for this long, then it is forgotten (404).
@@ -55,6 +55,10 @@ class Archives:
     space: Space | None = None  # the photos root's room, for files written into folders
     plans: Plans = field(default_factory=Plans)  # the latest folder plans, reused
 
+    def __post_init__(self) -> None:
+        if watched(self.folders):
+            self.plans.dropped = self.folders.forget
+
     async def remember(self, folder: str, version: FileVersion, crc: int) -> None:
         """Cache the CRC of a file just written into a folder (it was computed on the way in)."""
         await self.store.save(folder, [CrcEntry(version, crc)])
@@ -66,8 +70,20 @@ class Archives:
         return await blocking(self._plan, folder)
 
     def _plan(self, folder: str) -> Manifest:
-        files, folder_mtime = self.folders.scan(folder)
-        return build_manifest(folder, files, folder_mtime, self.limits, self.plans)
+        folders = self.folders
+        if not watched(folders):
+            files, folder_mtime = folders.scan(folder)
+            return build_manifest(folder, files, folder_mtime, self.limits, self.plans)
+        plan = self.plans.unscanned(
+            folder, self.limits, lambda stamp: folders.unchanged(folder, stamp)
+        )
+        if plan is not None:
+            return plan
+        files, folder_mtime, stamp = folders.scan_watched(folder)
+        plan = build_manifest(folder, files, folder_mtime, self.limits, self.plans, stamp)
+        if stamp is not None and not self.plans.holds(folder):
+            folders.forget(folder)  # too large, or empty: not kept, so not watched
+        return plan
 
     async def known_crcs(self, manifest: Manifest) -> Known:
         """Each file's CRC where one is known: all of them from the archive's snapshot

@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-sendfile", dest="sendfile", action="store_const", const=False, help="never sendfile"
     )
+    serve.add_argument(
+        "--no-watch-folders", dest="watch_folders", action="store_const", const=False,
+        help="scan a folder for every archive, never trust inotify that it did not change",
+    )  # fmt: skip
     serve.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"])
     serve.add_argument(
         "--send-timeout", type=float, help="cut off a client that takes no bytes this long (60)"

@@ -300,6 +300,24 @@ class WholeReads(Protocol):
         ...
 
 
+@runtime_checkable
+class Watched(Protocol):
+    """A capability of :class:`Folders`: telling that a folder did not change since a
+    scan began (local folders, over inotify), so that its last plan stands unscanned."""
+
+    def scan_watched(self, folder: str) -> tuple[list[SourceFile], int, int | None]:
+        """``scan``, and a stamp for ``unchanged``: None if no later answer can trust it."""
+        ...
+
+    def unchanged(self, folder: str, stamp: int) -> bool:
+        """Nothing in ``folder`` changed since the scan that gave ``stamp`` began."""
+        ...
+
+    def forget(self, folder: str) -> None:
+        """Stop watching ``folder``: its plan is no longer kept."""
+        ...
+
+
 def read_all(member: Member, source: SourceFile, into: memoryview) -> None:
     """Fill ``into`` with all the bytes of ``member``, opened as ``source``, checked
     against its version; then it is closed."""
@@ -373,3 +391,7 @@ def fetches_ahead(sources: object) -> TypeGuard[FetchAhead]:
 
 def reads_whole(sources: object) -> TypeGuard[WholeReads]:
     return _capable(sources, WholeReads)
+
+
+def watched(folders: object) -> TypeGuard[Watched]:
+    return _capable(folders, Watched)

@@ -19,6 +19,7 @@ from pathlib import Path
 from satchel.errors import ArchiveChanged, ArchiveNotFound, Conflict
 from satchel.storage.base import FileVersion, Incoming, SourceFile
 from satchel.storage.local import FileReader, TempFile, free_bytes
+from satchel.storage.watch import FolderWatch, open_watch
 from satchel.zipstream.names import plain_segment, segment_reason
 
 log = logging.getLogger("satchel.archive")
@@ -65,17 +66,45 @@ class LocalMember(FileReader):
 
 
 class LocalFolders:
-    def __init__(self, root: Path) -> None:
+    """``watch``: report, over inotify, whether a folder changed since a scan
+    (``Watched``), where the photos root's filesystem allows it."""
+
+    def __init__(self, root: Path, watch: bool = False) -> None:
         self.root = root
+        self._watch = open_watch(os.path.realpath(root)) if watch else None
 
     # -- reading -----------------------------------------------------------------------
 
     def scan(self, folder: str) -> tuple[list[SourceFile], int]:
+        return self._scan(folder, None)
+
+    def scan_watched(self, folder: str) -> tuple[list[SourceFile], int, int | None]:
+        if self._watch is None:
+            return (*self._scan(folder, None), None)
+        stamp = self._watch.stamp(folder)
+        return (*self._scan(folder, self._watch), stamp)
+
+    def unchanged(self, folder: str, stamp: int) -> bool:
+        return self._watch is not None and self._watch.unchanged(folder, stamp)
+
+    def forget(self, folder: str) -> None:
+        if self._watch is not None:
+            self._watch.forget(folder)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+
+    def _scan(self, folder: str, watch: FolderWatch | None) -> tuple[list[SourceFile], int]:
         real_root = os.path.realpath(self.root)
         base = os.path.realpath(os.path.join(real_root, folder))
         if base == real_root or not _inside(real_root, base) or not os.path.isdir(base):
             raise ArchiveNotFound(folder=folder)
         base_stat = os.stat(base)
+        if watch is not None and not _watchable(
+            watch, os.path.join(real_root, folder), base, base_stat
+        ):
+            watch.spoil(folder)
         files: list[SourceFile] = []
         seen_dirs = {(base_stat.st_dev, base_stat.st_ino)}
         pending = [(base, "")]
@@ -88,6 +117,8 @@ class LocalFolders:
                 log.warning("Skipping unreadable folder %s: %s", directory, exc)
                 continue
             try:
+                if watch is not None:
+                    watch.add(folder, fd)
                 # stat relative to the folder's fd: the kernel walks one name, not the path
                 for entry in list(os.scandir(fd)):
                     path = f"{directory}/{entry.name}"
@@ -96,6 +127,8 @@ class LocalFolders:
                         # most entries: a plain name, a regular file; one system call
                         st = _regular(fd, entry.name, readable)
                         if st is not None:
+                            if watch is not None and st.st_nlink > 1:
+                                watch.spoil(folder)  # changed through its other links unseen
                             version = FileVersion(
                                 name, st.st_size, st.st_mtime_ns, _signed(st.st_ino)
                             )
@@ -104,6 +137,8 @@ class LocalFolders:
                     found = _inspect(real_root, fd, path, entry.name, readable)
                     if found is None:
                         continue
+                    if watch is not None and not _watchable(watch, path, *found):
+                        watch.spoil(folder)
                     path, st = found
                     if stat.S_ISDIR(st.st_mode):
                         if (st.st_dev, st.st_ino) not in seen_dirs:
@@ -190,6 +225,15 @@ class _Readable:
         if self.everything or st.st_uid == self.uid:
             return self.surely(st)
         return os.access(path, os.R_OK)
+
+
+def _watchable(watch: FolderWatch, path: str, found: str, st: os.stat_result) -> bool:
+    """Whether every change to what ``path`` is (``found``, ``st``) is reported to a watch
+    on its folder: not a symlink, not on another filesystem, not a file with other links
+    (written through those, it is changed unseen)."""
+    if found != path or st.st_dev != watch.device:
+        return False
+    return not (stat.S_ISREG(st.st_mode) and st.st_nlink > 1)
 
 
 def _regular(dir_fd: int, name: str, readable: _Readable) -> os.stat_result | None:
