@@ -12,7 +12,7 @@ import pytest
 
 from satchel.archive.manifest import Plans
 from satchel.archive.service import Archives
-from satchel.storage.base import SourceFile
+from satchel.storage.base import Listing
 from satchel.storage.folders import LocalFolders
 from satchel.storage.watch import open_watch
 
@@ -194,7 +194,7 @@ def _count_scans(folders: LocalFolders) -> Callable[[], int]:
     count = 0
     scan = folders.scan_watched
 
-    def counting(folder: str) -> tuple[list[SourceFile], int, int | None]:
+    def counting(folder: str) -> tuple[Listing, int, int | None]:
         nonlocal count
         count += 1
         return scan(folder)

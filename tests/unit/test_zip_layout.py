@@ -167,15 +167,17 @@ def test_pieces_reject_ranges_outside_the_archive() -> None:
 
 def test_plans_are_kept_by_key_and_scan_and_bounded_by_members() -> None:
     from satchel.archive.manifest import Plans, build_manifest
-    from satchel.storage.base import FileVersion, SourceFile
+    from satchel.storage.base import FileVersion, Listing, SourceFile
 
-    def folder(count: int, mtime: int = 0) -> list[SourceFile]:
-        return [SourceFile(FileVersion(f"{i}", 1, mtime, i), f"/p/{i}") for i in range(count)]
+    def folder(count: int, mtime: int = 0) -> Listing:
+        return Listing.of(
+            [SourceFile(FileVersion(f"{i}", 1, mtime, i), f"/p/{i}") for i in range(count)], "/p/"
+        )
 
     plans, limits = Plans(max_members=10), Limits()
     a = build_manifest("a", folder(4), 0, plans=plans)
     assert build_manifest("a", folder(4), 0, plans=plans) is a  # reused
-    other_order = build_manifest("a", folder(4)[::-1], 0, plans=plans)  # scanned in another
+    other_order = build_manifest("a", Listing.of(folder(4)[::-1], "/p/"), 0, plans=plans)
     assert other_order is not a and other_order.etag == a.etag  # order: planned again, alike
     assert build_manifest("a", folder(4), 0, Limits(zip64_at=2), plans) is not a
     touched = build_manifest("a", folder(4, mtime=5), 0, plans=plans)
@@ -199,10 +201,12 @@ def test_an_empty_member_has_no_data_piece() -> None:
 
 def test_a_folder_whose_first_file_needs_zip64_opens_with_a_small_one() -> None:
     from satchel.archive.manifest import build_manifest
-    from satchel.storage.base import FileVersion, SourceFile
+    from satchel.storage.base import FileVersion, Listing, SourceFile
 
     sizes = {"a-huge": 500, "b-huge": 700, "c": 3, "d": 4}
-    files = [SourceFile(FileVersion(n, s, 10**9 * s, s), f"/p/{n}") for n, s in sizes.items()]
+    files = Listing.of(
+        SourceFile(FileVersion(n, s, 10**9 * s, s), f"/p/{n}") for n, s in sizes.items()
+    )
     plan = build_manifest("f", files, 0, Limits(zip64_at=100))
     names = [f.version.name for f in plan.files]
     assert names == ["c", "a-huge", "b-huge", "d"]

@@ -9,14 +9,14 @@ import re
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from satchel.archive.snapshot import Snapshot
 from satchel.errors import ArchiveNotFound, BadRequest
-from satchel.storage.base import FileVersion, SourceFile
+from satchel.storage.base import FileVersion, Listing, SourceFile
 from satchel.zipstream import Layout, Limits, first_small, small_first
 from satchel.zipstream import Member as ZipMember
 from satchel.zipstream.names import unsafe_reason
@@ -65,7 +65,7 @@ class Manifest:
 
     label: str  # what the log calls it: the folder, or m/<selection id>
     key: str  # what its CRC snapshot is kept under: the folder, or m/<selection key>
-    files: tuple[SourceFile, ...]
+    files: Sequence[SourceFile]  # a folder's: a Listing, columns
     layout: Layout
     etag: str
     last_modified: int
@@ -75,7 +75,7 @@ class Manifest:
 
 @dataclass(slots=True)
 class _Kept:
-    scanned: tuple[SourceFile, ...]
+    scanned: Listing
     limits: Limits
     plan: Manifest
     stamp: int | None  # the folder watch's, taken before the scan that found ``scanned``
@@ -86,13 +86,14 @@ class Plans:
     folder whose scan finds the same (files, versions and order: a folder unchanged)
     reuses its layout and the header records it rendered, without sorting or hashing
     the files again; where a watch says the folder did not change since that scan, it
-    is not even scanned. Bounded by members, not plans (a plan holds about 1 KB a
-    member); a folder larger than that is planned afresh each time, which keeps a
-    server's memory down. ``dropped`` is told of each folder whose plan is let go.
-    Used from threads."""
+    is not even scanned. Bounded by members, not plans: a plan holds about 460 bytes a
+    member once all its header records are rendered (its files in columns; as tuples, a
+    member took 770), so 100,000 members take about 46 MB. A folder larger than that is
+    planned afresh each time, which keeps a server's memory down. ``dropped`` is told
+    of each folder whose plan is let go. Used from threads."""
 
     def __init__(
-        self, max_members: int = 50_000, dropped: Callable[[str], None] | None = None
+        self, max_members: int = 100_000, dropped: Callable[[str], None] | None = None
     ) -> None:
         self._plans: OrderedDict[str, _Kept] = OrderedDict()
         self._members = 0
@@ -101,13 +102,13 @@ class Plans:
         self.dropped = dropped
 
     def get(
-        self, key: str, scanned: Sequence[SourceFile], limits: Limits, stamp: int | None = None
+        self, key: str, scanned: Listing, limits: Limits, stamp: int | None = None
     ) -> Manifest | None:
         """The plan of ``key`` if it was made from what this scan found (its ``stamp``
         now stands for the plan)."""
         with self._lock:
             kept = self._plans.get(key)
-            if kept is None or kept.limits != limits or kept.scanned != tuple(scanned):
+            if kept is None or kept.limits != limits or kept.scanned != scanned:
                 return None
             kept.stamp = stamp
             self._plans.move_to_end(key)
@@ -138,7 +139,7 @@ class Plans:
     def put(
         self,
         plan: Manifest,
-        scanned: Sequence[SourceFile],
+        scanned: Listing,
         limits: Limits,
         stamp: int | None = None,
     ) -> None:
@@ -149,7 +150,7 @@ class Plans:
             replaced = self._plans.pop(plan.key, None)
             if replaced is not None:
                 self._members -= len(replaced.plan.files)
-            self._plans[plan.key] = _Kept(tuple(scanned), limits, plan, stamp)
+            self._plans[plan.key] = _Kept(scanned, limits, plan, stamp)
             self._members += len(plan.files)
             while self._members > self._max:
                 key, oldest = self._plans.popitem(last=False)
@@ -162,7 +163,7 @@ class Plans:
 
 def build_manifest(
     folder: str,
-    files: Sequence[SourceFile],
+    files: Listing,
     folder_mtime: int,
     limits: Limits = Limits(),
     plans: Plans | None = None,
@@ -172,17 +173,15 @@ def build_manifest(
     found the same files). ``stamp``: the folder watch's, of this scan."""
     if plans is not None and (known := plans.get(folder, files, limits, stamp)) is not None:
         return known
-    ordered = sorted(files, key=lambda f: f.version.name)
-    etag = _etag(limits, ((f.version.name, f) for f in ordered))
-    # columns, not a Member a file: 100,000 files would make 10 MB of them
-    sizes = array("q", (f.version.size for f in ordered))
-    if first := first_small(sizes, limits):
-        ordered.insert(0, ordered.pop(first))
-        sizes.insert(0, sizes.pop(first))
-    mtimes = array("q", (f.version.mtime_ns // 10**9 for f in ordered))
-    keep = plans is not None and plans.keeps(len(ordered))
-    layout = Layout([f.version.name for f in ordered], sizes, mtimes, limits, keep_rendered=keep)
-    placed = tuple(ordered)
+    names, sizes, mtimes_ns, inodes = files.names, files.sizes, files.mtimes_ns, files.inodes
+    order = sorted(range(len(names)), key=names.__getitem__)
+    etag = _etag(limits, (f"{names[i]}\0{sizes[i]}\0{mtimes_ns[i]}\0{inodes[i]}\n" for i in order))
+    if first := first_small(array("q", map(sizes.__getitem__, order)), limits):
+        order.insert(0, order.pop(first))
+    placed = files.taken(order)
+    mtimes = array("q", (m // 10**9 for m in placed.mtimes_ns))
+    keep = plans is not None and plans.keeps(len(placed))
+    layout = Layout(placed.names, placed.sizes, mtimes, limits, keep_rendered=keep)
     plan = Manifest(
         folder,
         folder,
@@ -226,27 +225,35 @@ def build_selection(
         key,
         tuple(p.source for p in ordered),
         Layout.of(members, limits, keep_rendered=False),  # planned afresh for each request
-        _etag(limits, ((p.name, p.source) for p in ordered)),
+        _etag(limits, _selection_lines(ordered)),
         max((m.mtime for m in members), default=0),  # a share may be empty
         tuple(p.folder for p in ordered),
         tuple(p.crc for p in ordered),
     )
 
 
-def _etag(limits: Limits, named: Iterable[tuple[str, SourceFile]]) -> str:
-    """A strong ETag: a hash of what decides the bytes, each file's name in the ZIP and
-    version (a folder archive's, where the two names agree, as it always was)."""
+def _selection_lines(picked: Iterable[Picked]) -> Iterator[str]:
+    """A selection's files for its ETag; where a name in the ZIP is its version's, as a
+    folder's archive has them."""
+    for p in picked:
+        v = p.source.version
+        if p.name != v.name or p.source.stored:
+            yield f"{p.name}\0{int(p.source.stored)}\0"
+        yield f"{v.name}\0{v.size}\0{v.mtime_ns}\0{v.inode}\n"
+
+
+def _etag(limits: Limits, lines: Iterable[str]) -> str:
+    """A strong ETag: a hash of what decides the bytes, a line for each file's version
+    (``name\\0size\\0mtime_ns\\0inode``), after its name in the ZIP where that is
+    another or the file is stored."""
     digest = hashlib.sha256(f"{limits.zip64_at}:{limits.max_entries}\n".encode())
-    lines: list[str] = []  # hashed a few thousand at a time: a call a file costs a third
-    for name, source in named:
-        v = source.version
-        if name != v.name or source.stored:
-            lines.append(f"{name}\0{int(source.stored)}\0")
-        lines.append(f"{v.name}\0{v.size}\0{v.mtime_ns}\0{v.inode}\n")
-        if len(lines) >= 4096:
-            digest.update("".join(lines).encode())
-            lines.clear()
-    digest.update("".join(lines).encode())
+    batch: list[str] = []  # hashed a few thousand at a time: a call a file costs a third
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= 4096:
+            digest.update("".join(batch).encode())
+            batch.clear()
+    digest.update("".join(batch).encode())
     return f'"{digest.hexdigest()[:40]}"'
 
 

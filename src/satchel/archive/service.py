@@ -33,7 +33,7 @@ from satchel.blocking import blocking
 from satchel.errors import ArchiveNotFound, BadRequest, LinkExpired, MemberGone, SatchelError
 from satchel.files.rules import StoredFile, new_id
 from satchel.space import Space
-from satchel.storage.base import FileVersion, Folders, SourceFile, Storage, watched
+from satchel.storage.base import FileVersion, Folders, Listing, SourceFile, Storage, watched
 from satchel.zipstream import Limits
 
 # An expired selection's link says 410 for this long, then it is forgotten (404).
@@ -269,8 +269,8 @@ class Selections:
             try:
                 files, _mtime = self.archives.folders.scan(folder)
             except ArchiveNotFound:
-                files = []
-            found[folder] = {f.version.name: f for f in files}
+                files = Listing()
+            found[folder] = dict(zip(files.names, files, strict=True))
         return found
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from satchel.errors import ArchiveChanged, ArchiveNotFound, Conflict
-from satchel.storage.base import FileVersion, Incoming, SourceFile
+from satchel.storage.base import FileVersion, Incoming, Listing, SourceFile
 from satchel.storage.local import FileReader, TempFile, free_bytes
 from satchel.storage.watch import FolderWatch, open_watch
 from satchel.zipstream.names import plain_segment, segment_reason
@@ -75,10 +75,10 @@ class LocalFolders:
 
     # -- reading -----------------------------------------------------------------------
 
-    def scan(self, folder: str) -> tuple[list[SourceFile], int]:
+    def scan(self, folder: str) -> tuple[Listing, int]:
         return self._scan(folder, None)
 
-    def scan_watched(self, folder: str) -> tuple[list[SourceFile], int, int | None]:
+    def scan_watched(self, folder: str) -> tuple[Listing, int, int | None]:
         if self._watch is None:
             return (*self._scan(folder, None), None)
         stamp = self._watch.stamp(folder)
@@ -95,7 +95,7 @@ class LocalFolders:
         if self._watch is not None:
             self._watch.close()
 
-    def _scan(self, folder: str, watch: FolderWatch | None) -> tuple[list[SourceFile], int]:
+    def _scan(self, folder: str, watch: FolderWatch | None) -> tuple[Listing, int]:
         real_root = os.path.realpath(self.root)
         base = os.path.realpath(os.path.join(real_root, folder))
         if base == real_root or not _inside(real_root, base) or not os.path.isdir(base):
@@ -105,12 +105,21 @@ class LocalFolders:
             watch, os.path.join(real_root, folder), base, base_stat
         ):
             watch.spoil(folder)
-        files: list[SourceFile] = []
+        files = Listing(base + "/")
+        # columns appended to in place: a call a file costs a tenth of the scan
+        names, sizes, mtimes, inodes = (
+            files.names.append,
+            files.sizes.append,
+            files.mtimes_ns.append,
+            files.inodes.append,
+        )
         seen_dirs = {(base_stat.st_dev, base_stat.st_ino)}
-        pending = [(base, "")]
+        # (directory, its path in the folder, whether it is base + that path: not reached
+        # through a symlink, so its files' locations need not be kept)
+        pending = [(base, "", True)]
         readable = _Readable()
         while pending:
-            directory, prefix = pending.pop()
+            directory, prefix, plain = pending.pop()
             try:
                 fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError as exc:
@@ -121,32 +130,31 @@ class LocalFolders:
                     watch.add(folder, fd)
                 # stat relative to the folder's fd: the kernel walks one name, not the path
                 for entry in list(os.scandir(fd)):
-                    path = f"{directory}/{entry.name}"
                     name = prefix + entry.name
-                    if plain_segment(entry.name) and entry.is_file(follow_symlinks=False):
+                    if plain and plain_segment(entry.name) and entry.is_file(follow_symlinks=False):
                         # most entries: a plain name, a regular file; one system call
                         st = _regular(fd, entry.name, readable)
                         if st is not None:
                             if watch is not None and st.st_nlink > 1:
                                 watch.spoil(folder)  # changed through its other links unseen
-                            version = FileVersion(
-                                name, st.st_size, st.st_mtime_ns, _signed(st.st_ino)
-                            )
-                            files.append(SourceFile(version, path))
+                            names(name)
+                            sizes(st.st_size)
+                            mtimes(st.st_mtime_ns)
+                            inodes(_signed(st.st_ino))
                             continue
+                    path = f"{directory}/{entry.name}"
                     found = _inspect(real_root, fd, path, entry.name, readable)
                     if found is None:
                         continue
                     if watch is not None and not _watchable(watch, path, *found):
                         watch.spoil(folder)
-                    path, st = found
+                    target, st = found
                     if stat.S_ISDIR(st.st_mode):
                         if (st.st_dev, st.st_ino) not in seen_dirs:
                             seen_dirs.add((st.st_dev, st.st_ino))
-                            pending.append((path, name + "/"))
+                            pending.append((target, name + "/", plain and target == path))
                     else:
-                        version = FileVersion(name, st.st_size, st.st_mtime_ns, _signed(st.st_ino))
-                        files.append(SourceFile(version, path))
+                        files.add(name, st.st_size, st.st_mtime_ns, _signed(st.st_ino), target)
             finally:
                 os.close(fd)
         return files, base_stat.st_mtime_ns // 1_000_000_000

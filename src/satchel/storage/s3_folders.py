@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from satchel.errors import ArchiveChanged, ArchiveNotFound, Conflict
-from satchel.storage.base import FileVersion, Incoming, SourceFile
+from satchel.storage.base import FileVersion, Incoming, Listing, SourceFile
 from satchel.storage.s3 import PART, S3Incoming, S3Location, S3Reader, S3Storage, missing
 from satchel.zipstream.names import segment_reason
 
@@ -120,7 +120,7 @@ class S3Folders:
         self.location = location
         self._storage = S3Storage(client, location, part_size)  # for writes
 
-    def scan(self, folder: str) -> tuple[list[SourceFile], int]:
+    def scan(self, folder: str) -> tuple[Listing, int]:
         prefix = self.location.key(folder, "")
         pages = self.client.get_paginator("list_objects_v2")
         objects = [
@@ -131,7 +131,7 @@ class S3Folders:
         if not objects:
             raise ArchiveNotFound(folder=folder)
         names = {item["Key"][len(prefix) :] for item in objects}
-        files, newest = [], 0
+        files, newest = Listing(prefix), 0
         for item in objects:
             name = item["Key"][len(prefix) :]
             newest = max(newest, int(item["LastModified"].timestamp()))
@@ -141,8 +141,7 @@ class S3Folders:
                     log.warning("Skipping %r: %s", item["Key"], reason)
                 continue
             mtime_ns = int(item["LastModified"].timestamp()) * 1_000_000_000
-            version = FileVersion(name, item["Size"], mtime_ns, identity(item["ETag"]))
-            files.append(SourceFile(version, item["Key"]))
+            files.add(name, item["Size"], mtime_ns, identity(item["ETag"]), item["Key"])
         return files, newest
 
     def open(self, source: SourceFile) -> S3Member:
