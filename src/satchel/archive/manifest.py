@@ -88,12 +88,12 @@ class Plans:
     the files again; where a watch says the folder did not change since that scan, it
     is not even scanned. Bounded by members, not plans: a plan holds about 460 bytes a
     member once all its header records are rendered (its files in columns; as tuples, a
-    member took 770), so 100,000 members take about 46 MB. A folder larger than that is
+    member took 770), so 120,000 members take about 55 MB. A folder larger than that is
     planned afresh each time, which keeps a server's memory down. ``dropped`` is told
     of each folder whose plan is let go. Used from threads."""
 
     def __init__(
-        self, max_members: int = 100_000, dropped: Callable[[str], None] | None = None
+        self, max_members: int = 120_000, dropped: Callable[[str], None] | None = None
     ) -> None:
         self._plans: OrderedDict[str, _Kept] = OrderedDict()
         self._members = 0
