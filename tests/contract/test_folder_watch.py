@@ -201,3 +201,12 @@ def _count_scans(folders: LocalFolders) -> Callable[[], int]:
 
     folders.scan_watched = counting  # type: ignore[method-assign]
     return lambda: count
+
+
+def test_a_closed_watch_vouches_for_nothing(root: Path) -> None:
+    folders = LocalFolders(root, watch=True)
+    stamp = scanned(folders)
+    assert folders.unchanged("album", stamp)
+    folders.close()
+    assert not folders.unchanged("album", stamp)
+    assert not folders.unchanged("album", scanned(folders))  # a scan still works, untrusted

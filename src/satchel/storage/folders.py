@@ -81,7 +81,7 @@ class LocalFolders:
     def scan_watched(self, folder: str) -> tuple[Listing, int, int | None]:
         if self._watch is None:
             return (*self._scan(folder, None), None)
-        stamp = self._watch.stamp(folder)
+        stamp = self._watch.stamp()
         return (*self._scan(folder, self._watch), stamp)
 
     def unchanged(self, folder: str, stamp: int) -> bool:

@@ -50,14 +50,16 @@ class FolderWatch:
         self.device = device  # the photos root's: a directory on another is not watched
         self._lock = threading.Lock()
         self._tick = 0  # counts stamps and changes: a change after a stamp has a higher tick
-        self._changed: dict[str, int] = {}  # folder -> tick of its last change
+        # folder -> tick of its last change; kept after the folder is forgotten (a stamp
+        # taken before must stay void): an int for each folder ever watched
+        self._changed: dict[str, int] = {}
         self._lost = 0  # tick when events were lost: every folder changed
         self._folder: dict[int, str] = {}  # watch descriptor -> folder
         self._watches: dict[str, set[int]] = {}  # folder -> its watch descriptors
         self._refused = False  # a watch was refused: said once in the log
 
-    def stamp(self, folder: str) -> int:
-        """Taken before a scan of ``folder`` begins."""
+    def stamp(self) -> int:
+        """Taken before a scan begins."""
         with self._lock:
             self._read_events()
             self._tick += 1
@@ -124,6 +126,10 @@ class FolderWatch:
         self._changed[folder] = self._tick
 
     def _read_events(self) -> None:
+        if self._fd < 0:  # closed: nothing can be vouched for
+            self._tick += 1
+            self._lost = self._tick
+            return
         while True:
             try:
                 data = os.read(self._fd, 64 * 1024)
@@ -180,4 +186,5 @@ def open_watch(root: str) -> FolderWatch | None:
             os.strerror(ctypes.get_errno()),
         )
         return None
+    log.info("Folder scans are watched with inotify (%s)", LOCAL_FILESYSTEMS[kind])
     return FolderWatch(fd, libc, os.stat(root).st_dev)
