@@ -223,3 +223,10 @@ def test_a_local_header_put_in_place_is_the_one_rendered(crc: int, at: int) -> N
     buffer = bytearray(b"x" * (at + len(header) + 9))
     layout.put_local_header(buffer, at, 1, crc)
     assert buffer == b"x" * at + header + b"x" * 9
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 70_000, "я" * 35_000])
+def test_a_name_no_zip_header_can_hold_is_refused_by_name(bad: str) -> None:
+    with pytest.raises(ValueError, match="bad member name length") as refused:
+        Layout.of([Member("fine", 1, 0), Member(bad, 1, 0)])
+    assert repr(bad)[:20] in str(refused.value)

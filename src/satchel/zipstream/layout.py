@@ -138,16 +138,28 @@ class Layout:
         sizes = array("q", sizes)
         if sizes and min(sizes) < 0:
             raise ValueError(f"negative size for {names[sizes.index(min(sizes))]!r}")
-        for name, raw in zip(names, encoded, strict=True):
-            if not raw or len(raw) > _U16 - 64:
-                raise ValueError(f"bad member name length: {name!r}")
+        lengths = list(map(len, encoded))
+        if lengths and not 0 < min(lengths) <= max(lengths) <= _U16 - 64:
+            bad = next(i for i, n in enumerate(lengths) if not 0 < n <= _U16 - 64)
+            raise ValueError(f"bad member name length: {names[bad]!r}")
         # Arrays, not lists, wherever the numbers are large: a list would hold an object
         # for each (100,000 members: 3 MB a list, for as long as the plan is made).
         # name, the 0x5455 extra, the 0x7075 one (non-ASCII names), the ZIP64 one (sizes)
-        extras = [len(n) + 9 + (0 if n.isascii() else 9 + len(n)) for n in encoded]
+        extras = (
+            list(map((9).__add__, lengths))
+            if b"".join(encoded).isascii()
+            else [
+                n + 9 + (0 if raw.isascii() else 9 + n)
+                for n, raw in zip(lengths, encoded, strict=True)
+            ]
+        )
+        # most archives need no ZIP64 extra anywhere: their records are summed in C
+        small = not sizes or max(sizes) < z
         local = array(
             "q",
-            (
+            map(_LOCAL.size.__add__, extras)
+            if small
+            else (
                 _LOCAL.size + e + (20 if size >= z else 0)
                 for e, size in zip(extras, sizes, strict=True)
             ),
@@ -157,8 +169,12 @@ class Layout:
         central_ends = array(
             "q",
             itertools.accumulate(
-                _CENTRAL.size + e + _zip64_central(size >= z, offset >= z)
-                for e, size, offset in zip(extras, sizes, offsets, strict=True)
+                map(_CENTRAL.size.__add__, extras)
+                if small and (not offsets or offsets[-1] < z)
+                else (
+                    _CENTRAL.size + e + _zip64_central(size >= z, offset >= z)
+                    for e, size, offset in zip(extras, sizes, offsets, strict=True)
+                )
             ),
         )
         self._names = encoded
