@@ -65,6 +65,13 @@ CRC_MISSES = Counter(
     "satchel_crc_cache_misses_total",
     "Archive members whose CRC-32 was computed (read, or taken from S3's checksum).",
 )
+ARCHIVE_PLANS = Counter(
+    "satchel_archive_plans_total",
+    "Folder archives planned, by how: 'unscanned' (the kept plan, the folder's watch "
+    "reporting no change), 'reused' (the kept plan, a scan finding the same files), "
+    "'planned' (afresh).",
+    ["how"],
+)
 LIMIT_WAIT = Counter(
     "satchel_limit_wait_seconds_total",
     "Seconds transfers waited for the speed limits, by direction.",

@@ -95,6 +95,30 @@ async def test_counters_move_as_requests_are_made(
     assert moved(after, await scrape(client), "satchel_files_deleted_total") == 1
 
 
+async def test_archive_plans_are_counted_by_how_they_were_had(
+    make_app_client: ClientFactory, photos: Path
+) -> None:
+    """What tells an operator whether folders are watched: with the watch, an unchanged
+    folder's archives are planned without a scan; without it, every one scans."""
+    folder = make_folder(photos, "trip", random_files(["a.jpg", "c/d.jpg"]))
+    plans = "satchel_archive_plans_total"
+    for watch, unscanned, reused in ((True, 1, 1), (False, 0, 2)):
+        client = await make_app_client(watch_folders=watch)
+        before = await scrape(client)
+        for _ in range(2):
+            assert (await client.head("/archive/trip/")).status == 200
+        st = os.stat(folder / "a.jpg")  # its times set again as they were: no new version
+        os.utime(folder / "a.jpg", ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (await client.head("/archive/trip/")).status == 200
+        (folder / "c" / "new.jpg").write_bytes(b"new")
+        assert (await client.head("/archive/trip/")).status == 200
+        after = await scrape(client)
+        assert moved(before, after, plans, how="planned") == 2  # the first, and after new.jpg
+        assert moved(before, after, plans, how="unscanned") == unscanned
+        assert moved(before, after, plans, how="reused") == reused
+        (folder / "c" / "new.jpg").unlink()
+
+
 async def test_free_space_and_refusals(make_app_client: ClientFactory) -> None:
     client = await make_app_client(disk_reserve="1000000T")
     before = await scrape(client)

@@ -166,7 +166,7 @@ def test_pieces_reject_ranges_outside_the_archive() -> None:
 
 
 def test_plans_are_kept_by_key_and_scan_and_bounded_by_members() -> None:
-    from satchel.archive.manifest import Plans, build_manifest
+    from satchel.archive.manifest import Manifest, Plans, build_manifest
     from satchel.storage.base import FileVersion, Listing, SourceFile
 
     def folder(count: int, mtime: int = 0) -> Listing:
@@ -175,21 +175,27 @@ def test_plans_are_kept_by_key_and_scan_and_bounded_by_members() -> None:
         )
 
     plans, limits = Plans(max_members=10), Limits()
-    a = build_manifest("a", folder(4), 0, plans=plans)
-    assert build_manifest("a", folder(4), 0, plans=plans) is a  # reused
-    other_order = build_manifest("a", Listing.of(folder(4)[::-1], "/p/"), 0, plans=plans)
-    assert other_order is not a and other_order.etag == a.etag  # order: planned again, alike
-    assert build_manifest("a", folder(4), 0, Limits(zip64_at=2), plans) is not a
-    touched = build_manifest("a", folder(4, mtime=5), 0, plans=plans)
+
+    def plan(key: str, files: Listing, lim: Limits = limits) -> Manifest:
+        """As an archive plans: the kept plan if its scan found the same, else afresh."""
+        return plans.get(key, files, lim) or build_manifest(key, files, 0, lim, plans)
+
+    a = plan("a", folder(4))
+    assert plan("a", folder(4)) is a  # reused
+    other_order = plan("a", Listing.of(folder(4)[::-1], "/p/"))  # scanned in another order
+    assert other_order is not a and other_order.etag == a.etag  # planned again, alike
+    assert plan("a", folder(4), Limits(zip64_at=2)) is not a
+    touched = plan("a", folder(4, mtime=5))
     assert touched is not a and touched.etag != a.etag
     assert plans.get("a", folder(4), limits) is None  # only a folder's latest plan is kept
-    b = build_manifest("b", folder(4), 0, plans=plans)
+    b = plan("b", folder(4))
     assert plans.get("a", folder(4, mtime=5), limits) is touched
     assert plans.get("b", folder(4), limits) is b
-    c = build_manifest("c", folder(4), 0, plans=plans)  # 12 members: the oldest, a, goes
+    c = plan("c", folder(4))  # 12 members: the oldest, a, goes
     assert plans.get("a", folder(4, mtime=5), limits) is None
-    build_manifest("huge", folder(11), 0, plans=plans)  # more than it may hold
+    plan("huge", folder(11))  # more than it may hold
     assert plans.get("b", folder(4), limits) is b and plans.get("c", folder(4), limits) is c
+    assert not plans.holds("huge")
 
 
 def test_an_empty_member_has_no_data_piece() -> None:

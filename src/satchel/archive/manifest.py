@@ -169,10 +169,8 @@ def build_manifest(
     plans: Plans | None = None,
     stamp: int | None = None,
 ) -> Manifest:
-    """A folder's archive: every file, ordered by name (the plan in ``plans`` if its scan
-    found the same files). ``stamp``: the folder watch's, of this scan."""
-    if plans is not None and (known := plans.get(folder, files, limits, stamp)) is not None:
-        return known
+    """A folder's archive: every file, ordered by name; kept in ``plans`` (with
+    ``stamp``, the folder watch's, of this scan) if they keep so many members."""
     names, sizes, mtimes_ns, inodes = files.names, files.sizes, files.mtimes_ns, files.inodes
     order = sorted(range(len(names)), key=names.__getitem__)
     etag = _etag(limits, (f"{names[i]}\0{sizes[i]}\0{mtimes_ns[i]}\0{inodes[i]}\n" for i in order))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from satchel import metrics
 from satchel.archive.manifest import (
     FOLDER_RE,
     CrcEntry,
@@ -70,18 +71,25 @@ class Archives:
         return await blocking(self._plan, folder)
 
     def _plan(self, folder: str) -> Manifest:
-        folders = self.folders
-        if not watched(folders):
+        """The folder's kept plan while its watch says nothing changed, or while a scan
+        finds the same files; else a new one."""
+        folders, plans = self.folders, self.plans
+        stamp = None
+        if watched(folders):
+            plan = plans.unscanned(folder, self.limits, lambda s: folders.unchanged(folder, s))
+            if plan is not None:
+                metrics.ARCHIVE_PLANS.labels("unscanned").inc()
+                return plan
+            files, folder_mtime, stamp = folders.scan_watched(folder)
+        else:
             files, folder_mtime = folders.scan(folder)
-            return build_manifest(folder, files, folder_mtime, self.limits, self.plans)
-        plan = self.plans.unscanned(
-            folder, self.limits, lambda stamp: folders.unchanged(folder, stamp)
-        )
+        plan = plans.get(folder, files, self.limits, stamp)
         if plan is not None:
+            metrics.ARCHIVE_PLANS.labels("reused").inc()
             return plan
-        files, folder_mtime, stamp = folders.scan_watched(folder)
-        plan = build_manifest(folder, files, folder_mtime, self.limits, self.plans, stamp)
-        if stamp is not None and not self.plans.holds(folder):
+        metrics.ARCHIVE_PLANS.labels("planned").inc()
+        plan = build_manifest(folder, files, folder_mtime, self.limits, plans, stamp)
+        if stamp is not None and watched(folders) and not plans.holds(folder):
             folders.forget(folder)  # too large, or empty: not kept, so not watched
         return plan
 
