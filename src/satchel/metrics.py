@@ -67,9 +67,9 @@ CRC_MISSES = Counter(
 )
 ARCHIVE_PLANS = Counter(
     "satchel_archive_plans_total",
-    "Folder archives planned, by how: 'unscanned' (the kept plan, the folder's watch "
-    "reporting no change), 'reused' (the kept plan, a scan finding the same files), "
-    "'planned' (afresh).",
+    "Folder plans had, for a folder's archive or the members a selection names, by how: "
+    "'unscanned' (the kept plan, the folder's watch reporting no change), 'reused' (the "
+    "kept plan, a scan finding the same files), 'planned' (afresh).",
     ["how"],
 )
 LIMIT_WAIT = Counter(

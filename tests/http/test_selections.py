@@ -22,6 +22,7 @@ from satchel.links import signed_query
 from tests.helpers import make_folder, random_files
 
 from .conftest import ClientFactory
+from .test_metrics import moved, scrape
 
 TOKEN = "selection-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -163,6 +164,26 @@ async def test_a_changed_member_is_served_as_it_is_now(
     after = await client.get(url)
     assert members(await after.read()) == [("a.jpg", b"second, longer")]
     assert after.headers["ETag"] != before.headers["ETag"]
+
+
+async def test_a_selection_of_an_unchanged_watched_folder_does_not_scan_it_again(
+    make_app_client: ClientFactory, photos: Path
+) -> None:
+    client = await make_app_client()
+    make_folder(photos, "f", random_files([f"{i}.jpg" for i in range(50)]))
+    answer = await select(client, {"entries": [{"path": "f/7.jpg"}, {"path": "f/3.jpg"}]})
+    url = f"/archive/m/{answer['id']}/"
+    first = await (await client.get(url)).read()
+    before = await scrape(client)
+    assert await (await client.get(url)).read() == first
+    after = await scrape(client)
+    plans = "satchel_archive_plans_total"
+    assert moved(before, after, plans, how="unscanned") == 1
+    assert (
+        moved(before, after, plans, how="planned") == moved(before, after, plans, how="reused") == 0
+    )
+    (photos / "f" / "3.jpg").write_bytes(b"new")
+    assert members(await (await client.get(url)).read())[1] == ("3.jpg", b"new")
 
 
 async def test_bad_selections_are_400_and_say_what_is_wrong(

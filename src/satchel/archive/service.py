@@ -93,6 +93,12 @@ class Archives:
             folders.forget(folder)  # too large, or empty: not kept, so not watched
         return plan
 
+    def listing(self, folder: str) -> Listing:
+        """The folder's files as they are now, from its plan; blocking."""
+        files = self._plan(folder).files
+        assert isinstance(files, Listing)  # a folder's plan has its files in columns
+        return files
+
     async def known_crcs(self, manifest: Manifest) -> Known:
         """Each file's CRC where one is known: all of them from the archive's snapshot
         while its ETag holds; else from the stored files' records, the snapshot (for the
@@ -219,10 +225,9 @@ class Selections:
 
     async def _pick(self, entries: Sequence[Entry], gone: type[SatchelError]) -> list[Picked]:
         """Every entry as the file it names now, with its name in the ZIP. Folder members
-        are found by scanning their folders, as a folder's archive does, so a selection
-        holds only what that folder's archive would."""
-        folders = sorted({e.folder for e in entries if e.folder is not None})
-        members = await blocking(self._scan, folders)
+        are found as a folder's archive finds them, so a selection holds only what that
+        folder's archive would."""
+        members = await blocking(self._members, entries)
         ids = sorted({e.path for e in entries if e.folder is None})
         records = await self.files.get_many(ids) if ids else {}
         now = datetime.now(UTC)
@@ -230,7 +235,7 @@ class Selections:
         for at, entry in enumerate(entries):
             where = f"entries[{at}]"
             if entry.folder is not None:
-                source = members[entry.folder].get(entry.path)
+                source = members.get((entry.folder, entry.path))
                 if source is None:
                     raise gone(
                         f"{where}: {entry.source} is not in the photos root.",
@@ -265,14 +270,23 @@ class Selections:
             raise BadRequest(f"Names in the archive clash: {clash}.")
         return picked
 
-    def _scan(self, folders: Sequence[str]) -> dict[str, dict[str, SourceFile]]:
-        found: dict[str, dict[str, SourceFile]] = {}
-        for folder in folders:
+    def _members(self, entries: Sequence[Entry]) -> dict[tuple[str, str], SourceFile]:
+        """The folder members the entries name, as they are now, by (folder, path): from
+        each folder's plan, which a watched folder in which nothing changed has without
+        a scan (a few photos picked from thousands would scan them all every time)."""
+        wanted: defaultdict[str, set[str]] = defaultdict(set)
+        for entry in entries:
+            if entry.folder is not None:
+                wanted[entry.folder].add(entry.path)
+        found: dict[tuple[str, str], SourceFile] = {}
+        for folder, paths in wanted.items():
             try:
-                files, _mtime = self.archives.folders.scan(folder)
+                files = self.archives.listing(folder)
             except ArchiveNotFound:
-                files = Listing()
-            found[folder] = dict(zip(files.names, files, strict=True))
+                continue
+            for at, name in enumerate(files.names):
+                if name in paths:
+                    found[folder, name] = files[at]
         return found
 
 
