@@ -231,8 +231,8 @@ def build_selection(
 
 
 def _selection_lines(picked: Iterable[Picked]) -> Iterator[str]:
-    """A selection's files for its ETag; where a name in the ZIP is its version's, as a
-    folder's archive has them."""
+    """The lines of a selection's ETag: a file's name in the ZIP where it is not its
+    version's or the file is stored, then its version (else as a folder's archive)."""
     for p in picked:
         v = p.source.version
         if p.name != v.name or p.source.stored:
@@ -241,9 +241,8 @@ def _selection_lines(picked: Iterable[Picked]) -> Iterator[str]:
 
 
 def _etag(limits: Limits, lines: Iterable[str]) -> str:
-    """A strong ETag: a hash of what decides the bytes, a line for each file's version
-    (``name\\0size\\0mtime_ns\\0inode``), after its name in the ZIP where that is
-    another or the file is stored."""
+    """A strong ETag: a hash of what decides the bytes, the limits and a line for each
+    file's version (``name\\0size\\0mtime_ns\\0inode``)."""
     digest = hashlib.sha256(f"{limits.zip64_at}:{limits.max_entries}\n".encode())
     batch: list[str] = []  # hashed a few thousand at a time: a call a file costs a third
     for line in lines:
