@@ -73,24 +73,25 @@ class Archives:
     def _plan(self, folder: str) -> Manifest:
         """The folder's kept plan while its watch says nothing changed, or while a scan
         finds the same files; else a new one."""
-        folders, plans = self.folders, self.plans
+        plans = self.plans
+        watch = self.folders if watched(self.folders) else None
         stamp = None
-        if watched(folders):
-            plan = plans.unscanned(folder, self.limits, lambda s: folders.unchanged(folder, s))
+        if watch is not None:
+            plan = plans.unscanned(folder, self.limits, lambda s: watch.unchanged(folder, s))
             if plan is not None:
                 metrics.ARCHIVE_PLANS.labels("unscanned").inc()
                 return plan
-            files, folder_mtime, stamp = folders.scan_watched(folder)
+            files, folder_mtime, stamp = watch.scan_watched(folder)
         else:
-            files, folder_mtime = folders.scan(folder)
+            files, folder_mtime = self.folders.scan(folder)
         plan = plans.get(folder, files, self.limits, stamp)
         if plan is not None:
             metrics.ARCHIVE_PLANS.labels("reused").inc()
             return plan
         metrics.ARCHIVE_PLANS.labels("planned").inc()
         plan = build_manifest(folder, files, folder_mtime, self.limits, plans, stamp)
-        if stamp is not None and watched(folders) and not plans.holds(folder):
-            folders.forget(folder)  # too large, or empty: not kept, so not watched
+        if watch is not None and stamp is not None and not plans.holds(folder):
+            watch.forget(folder)  # too large, or empty: not kept, so not watched
         return plan
 
     def listing(self, folder: str) -> Listing:
